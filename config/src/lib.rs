@@ -1,0 +1,1 @@
+//! Red Cloud configuration. PLACEHOLDER: being written.

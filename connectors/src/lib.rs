@@ -1,0 +1,1 @@
+//! Red Cloud connectors: everything that talks to the outside. PLACEHOLDER.

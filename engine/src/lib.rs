@@ -1,0 +1,14 @@
+//! Red Cloud's rules core.
+//!
+//! Events and instants go in; notification intents come out. Architecture
+//! invariant: this crate does no I/O, starts no threads or runtimes and reads no
+//! clock. Time is passed in with every call, so `redcloud replay` and the daemon
+//! run the same code and every behaviour can be tested with simulated time.
+
+#![warn(missing_docs)]
+
+pub mod calendar;
+pub mod event;
+pub mod policy;
+pub mod time;
+pub mod timer;

@@ -1,0 +1,3 @@
+//! `redcloud`: the command line.
+
+fn main() {}
