@@ -1,3 +1,52 @@
-//! `redcloud`: the command line.
+//! `redcloud`: the command line and the wiring of the running daemon.
+//!
+//! Subcommands: `replay` (contract section 5), `calendar` (section 5),
+//! `check-config`. Everything that decides is in `redcloud-engine`; this crate
+//! only reads files, parses arguments and prints.
 
-fn main() {}
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Red Cloud: stream processor and notification engine.
+#[derive(Parser, Debug)]
+#[command(name = "redcloud", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply an NDJSON event file in event time and print the notifications
+    /// (one JSON object per line, ordered by `at`).
+    Replay(cli::replay::ReplayArgs),
+    /// Print each date of a range as `YYYY-MM-DD workday|restday`.
+    Calendar(cli::calendar::CalendarArgs),
+    /// Validate a config file: prints `ok: FILE` or the bad key and why.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Replay(a) => cli::replay::run(a),
+        Command::Calendar(a) => cli::calendar::run(a),
+        Command::CheckConfig { file } => cli::check_config(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("redcloud: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

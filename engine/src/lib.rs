@@ -8,7 +8,16 @@
 #![warn(missing_docs)]
 
 pub mod calendar;
+pub mod dedup;
+pub mod directory;
+pub mod engine;
 pub mod event;
+pub mod intern;
+pub mod notify;
 pub mod policy;
+pub mod streak;
 pub mod time;
 pub mod timer;
+
+pub use engine::{Counters, Engine, Outcome};
+pub mod ticket;

@@ -3,10 +3,9 @@
 //! The engine reads no clock: every instant is passed in. An instant is a [`Ts`]
 //! (microseconds since the Unix epoch, UTC); a local calendar date is a [`Day`]
 //! (days since 1970-01-01). [`Zone`] converts between them in the configured
-//! timezone (default `Asia/Shanghai`) with a small cache, because events mostly
-//! arrive in time order and the conversion is on the hot path.
+//! timezone (default `Asia/Shanghai`); [`DayCache`] makes the conversion cheap
+//! on the hot path, because events mostly arrive in time order.
 
-use std::cell::Cell;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Utc};
@@ -24,8 +23,8 @@ pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 /// First local date the engine accepts (inclusive).
 pub const MIN_DAY: Day = Day(10_957); // 2000-01-01
 /// Last local date the engine accepts (inclusive): 2178-12-31, so that a day fits
-/// in a `u16` offset from [`MIN_DAY`].
-pub const MAX_DAY: Day = Day(10_957 + 65_000);
+/// in a `u16` offset from [`MIN_DAY`] (with `u16::MAX` left free as "no day").
+pub const MAX_DAY: Day = Day(76_335);
 
 /// An instant: microseconds since 1970-01-01T00:00:00Z.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -83,7 +82,7 @@ impl Day {
     /// Day of the week, 0 = Monday .. 6 = Sunday.
     pub fn weekday(self) -> u32 {
         // 1970-01-01 was a Thursday (3).
-        (self.0 + 3).rem_euclid(7) as u32
+        (i64::from(self.0) + 3).rem_euclid(7) as u32
     }
 
     /// Saturday or Sunday.
@@ -152,12 +151,35 @@ impl fmt::Display for TimeOfDay {
     }
 }
 
-/// The configured timezone, with a cache of the last local day seen.
-#[derive(Debug, Clone)]
+/// The configured timezone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zone {
     tz: Tz,
-    /// `[start, end)` of the cached local day, and that day.
-    cache: Cell<(i64, i64, i32)>,
+}
+
+/// A cache of the last local day seen, for the hot path: events mostly arrive
+/// in time order, so most conversions hit the cached `[start, end)` range.
+/// One per engine (shard); [`Zone`] itself stays immutable and shareable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DayCache {
+    start: i64,
+    end: i64,
+    day: i32,
+}
+
+impl DayCache {
+    /// The local date of `ts` in `zone`.
+    #[inline]
+    pub fn local_day(&mut self, zone: &Zone, ts: Ts) -> Day {
+        if ts.0 >= self.start && ts.0 < self.end {
+            return Day(self.day);
+        }
+        let d = zone.local_day(ts);
+        self.start = zone.day_start(d).0;
+        self.end = zone.day_start(d.succ()).0;
+        self.day = d.0;
+        d
+    }
 }
 
 impl Zone {
@@ -171,10 +193,7 @@ impl Zone {
 
     /// A zone from a `chrono_tz::Tz`.
     pub fn from_tz(tz: Tz) -> Zone {
-        Zone {
-            tz,
-            cache: Cell::new((0, 0, 0)),
-        }
+        Zone { tz }
     }
 
     /// The IANA name.
@@ -189,16 +208,7 @@ impl Zone {
 
     /// The local date of an instant.
     pub fn local_day(&self, ts: Ts) -> Day {
-        let (start, end, day) = self.cache.get();
-        if ts.0 >= start && ts.0 < end {
-            return Day(day);
-        }
-        let local = ts.to_utc().with_timezone(&self.tz).date_naive();
-        let d = Day::from_date(local);
-        let s = self.day_start(d);
-        let e = self.day_start(d.succ());
-        self.cache.set((s.0, e.0, d.0));
-        d
+        Day::from_date(ts.to_utc().with_timezone(&self.tz).date_naive())
     }
 
     /// The first instant of a local date (local midnight, or the first instant

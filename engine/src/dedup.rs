@@ -1,0 +1,123 @@
+//! Idempotency by event id: a bounded, time-based table of applied ids.
+//!
+//! Ids are kept as 128-bit hashes (collisions are negligible at any realistic
+//! volume) together with the watermark at which they were applied; entries
+//! older than the retention (in event time) are forgotten, oldest first.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashSet;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::time::Ts;
+
+/// Applied event ids, remembered for a retention period of event time.
+#[derive(Debug, Clone)]
+pub struct Dedup {
+    retention: i64,
+    seen: HashSet<u128, IdentityBuild>,
+    order: VecDeque<(Ts, u128)>,
+}
+
+/// The keys are already uniform hashes: hash them by taking their low bits.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct IdentityBuild;
+
+/// Hasher for [`IdentityBuild`].
+#[derive(Default, Debug)]
+pub struct IdentityHasher(u64);
+
+impl std::hash::BuildHasher for IdentityBuild {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+impl Dedup {
+    /// A table remembering ids for `retention` microseconds of event time.
+    pub fn new(retention: i64) -> Dedup {
+        Dedup {
+            retention,
+            seen: HashSet::with_hasher(IdentityBuild),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The key of an event id.
+    #[inline]
+    pub fn key(id: &str) -> u128 {
+        xxh3_128(id.as_bytes())
+    }
+
+    /// True if the id was applied within the retention.
+    #[inline]
+    pub fn contains(&self, key: u128) -> bool {
+        self.seen.contains(&key)
+    }
+
+    /// Records an applied id at watermark `now`, forgetting expired ones.
+    #[inline]
+    pub fn insert(&mut self, key: u128, now: Ts) {
+        if self.seen.insert(key) {
+            self.order.push_back((now, key));
+        }
+        let horizon = now.0.saturating_sub(self.retention);
+        while let Some(&(t, k)) = self.order.front() {
+            if t.0 >= horizon {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&k);
+        }
+    }
+
+    /// Number of remembered ids.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// The remembered ids with their times, oldest first (for snapshots).
+    pub fn entries(&self) -> impl Iterator<Item = (Ts, u128)> + '_ {
+        self.order.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::MICROS_PER_DAY;
+
+    #[test]
+    fn remembers_within_retention_only() {
+        let mut d = Dedup::new(MICROS_PER_DAY);
+        let a = Dedup::key("a");
+        d.insert(a, Ts(0));
+        assert!(d.contains(a));
+        d.insert(Dedup::key("b"), Ts(MICROS_PER_DAY));
+        assert!(d.contains(a), "exactly at the horizon is still remembered");
+        d.insert(Dedup::key("c"), Ts(MICROS_PER_DAY + 1));
+        assert!(!d.contains(a));
+        assert!(d.contains(Dedup::key("b")));
+        assert_eq!(d.len(), 2);
+    }
+}

@@ -1,0 +1,125 @@
+//! String interning: ids (members, orgs, tickets, cohorts) become dense `u32`
+//! indices into per-shard arrays.
+//!
+//! The strings live back to back in one arena and the hash table holds only
+//! `u32` indices, so an interned id costs its bytes plus about 12 bytes, not a
+//! heap allocation and a fat `String` per id.
+
+use hashbrown::HashTable;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Interns strings into dense indices `0..len()`, in order of first sight.
+#[derive(Default, Clone)]
+pub struct Interner {
+    arena: Vec<u8>,
+    /// `ends[i]` is the end offset of string `i` in `arena`.
+    ends: Vec<u32>,
+    table: HashTable<u32>,
+}
+
+impl std::fmt::Debug for Interner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interner")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Interner {
+    /// An empty interner.
+    pub fn new() -> Interner {
+        Interner::default()
+    }
+
+    /// Number of interned strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when nothing is interned.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The string of index `i`.
+    pub fn get(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends[i] as usize;
+        // Only whole `&str`s are ever pushed, so every range is valid UTF-8.
+        std::str::from_utf8(&self.arena[start..end]).unwrap_or_default()
+    }
+
+    /// The index of `s`, if interned.
+    #[inline]
+    pub fn find(&self, s: &str) -> Option<u32> {
+        let h = xxh3_64(s.as_bytes());
+        self.table.find(h, |&i| self.get(i) == s).copied()
+    }
+
+    /// The index of `s`, interning it if new. The second value is true when it
+    /// was new.
+    #[inline]
+    pub fn intern(&mut self, s: &str) -> (u32, bool) {
+        let h = xxh3_64(s.as_bytes());
+        if let Some(&i) = self.table.find(h, |&i| self.get(i) == s) {
+            return (i, false);
+        }
+        let i = self.ends.len() as u32;
+        self.arena.extend_from_slice(s.as_bytes());
+        self.ends.push(self.arena.len() as u32);
+        let (arena, ends) = (&self.arena, &self.ends);
+        self.table.insert_unique(h, i, |&j| {
+            let j = j as usize;
+            let start = if j == 0 { 0 } else { ends[j - 1] as usize };
+            xxh3_64(&arena[start..ends[j] as usize])
+        });
+        (i, true)
+    }
+
+    /// Reserves room for `n` more strings of about `avg_len` bytes.
+    pub fn reserve(&mut self, n: usize, avg_len: usize) {
+        self.arena.reserve(n * avg_len);
+        self.ends.reserve(n);
+        let (arena, ends) = (&self.arena, &self.ends);
+        self.table.reserve(n, |&j| {
+            let j = j as usize;
+            let start = if j == 0 { 0 } else { ends[j - 1] as usize };
+            xxh3_64(&arena[start..ends[j] as usize])
+        });
+    }
+
+    /// Heap bytes in use (capacity), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_in_order_of_first_sight() {
+        let mut i = Interner::new();
+        assert_eq!(i.intern("m1"), (0, true));
+        assert_eq!(i.intern("m2"), (1, true));
+        assert_eq!(i.intern("m1"), (0, false));
+        assert_eq!(i.intern("成员"), (2, true));
+        assert_eq!(i.find("m2"), Some(1));
+        assert_eq!(i.find("m3"), None);
+        assert_eq!(i.get(2), "成员");
+        assert_eq!(i.len(), 3);
+    }
+
+    #[test]
+    fn survives_growth() {
+        let mut i = Interner::new();
+        for n in 0..10_000u32 {
+            assert_eq!(i.intern(&format!("id-{n}")).0, n);
+        }
+        for n in 0..10_000u32 {
+            assert_eq!(i.find(&format!("id-{n}")), Some(n));
+        }
+    }
+}
