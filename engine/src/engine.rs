@@ -12,7 +12,9 @@ use std::sync::Arc;
 use crate::dedup::Dedup;
 use crate::directory::{Contacts, Directory, MemberState, NONE};
 use crate::event::{Body, Event};
-use crate::notify::{notification_id, Notification, PolicyRef, Recipient, Rendered, Subject};
+use crate::notify::{
+    notification_id, Envelope, Notification, PolicyRef, Recipient, Rendered, Subject,
+};
 use crate::policy::{EngineConfig, StreakRole};
 use crate::streak::{PolicyState, StreakState, NOT_TRACKED};
 use crate::ticket::{self, Ticket, Tickets, NO_NEXT, NO_POLICY};
@@ -83,6 +85,42 @@ pub struct MemberView {
     pub enrolled: bool,
     /// Per streak policy.
     pub policies: Vec<MemberPolicyView>,
+}
+
+/// A ticket's state as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TicketView {
+    /// Ticket id.
+    pub ticket: String,
+    /// `open`, `accepted`, `replied`, `resolved` or `cancelled`.
+    pub state: &'static str,
+    /// SLA policy, if one covers the category.
+    pub policy: Option<String>,
+    /// Opening instant.
+    pub opened_at: String,
+    /// Deadline.
+    pub deadline: Option<String>,
+    /// Org it was opened at.
+    pub opened_org: String,
+    /// Current assignee.
+    pub assignee: String,
+    /// Rated at least once.
+    pub rated: bool,
+    /// Latest rating.
+    pub satisfied: Option<bool>,
+    /// Warnings and steps still to fire, in order.
+    pub pending: Vec<PendingTimer>,
+}
+
+/// A warning or step still to fire.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PendingTimer {
+    /// When.
+    pub at: String,
+    /// `warning` or `escalation`.
+    pub kind: &'static str,
+    /// Its number.
+    pub step: u8,
 }
 
 /// A member's state under one streak policy.
@@ -664,6 +702,97 @@ impl Engine {
             recipient,
             missed: matches!(n.policy, PolicyRef::Streak(_)).then_some(n.missed),
         }
+    }
+
+    /// The notification with the names and addresses a dispatcher needs.
+    /// Offices' addresses come from the config, not from the engine.
+    pub fn envelope(&self, n: &Notification) -> Envelope {
+        let rendered = self.render(n);
+        let rc = match n.recipient {
+            Recipient::Member(m) => self.dir.member_contacts(m),
+            Recipient::Office(_) => None,
+        };
+        let org = (n.org != NONE).then_some(n.org);
+        let oc = org.and_then(|o| self.dir.org_contacts(o));
+        let s = |v: Option<&Box<str>>| v.map(|b| b.to_string());
+        let (subject_name, ticket_title, deadline) = match n.subject {
+            Subject::Member(m) => (
+                self.dir.member_contacts(m).and_then(|c| s(c.name.as_ref())),
+                None,
+                None,
+            ),
+            Subject::Ticket(t) => {
+                let tk = &self.tickets.tickets[t as usize];
+                (
+                    None,
+                    self.tickets.titles.get(&t).map(|b| b.to_string()),
+                    (tk.policy != NO_POLICY).then(|| self.cfg.zone.format(tk.deadline)),
+                )
+            }
+        };
+        Envelope {
+            notification: rendered.into(),
+            recipient_name: rc.and_then(|c| s(c.name.as_ref())),
+            sms: rc.and_then(|c| s(c.sms.as_ref())),
+            push: rc.and_then(|c| s(c.push.as_ref())),
+            org: org.map(|o| self.dir.org_ids.get(o).to_string()),
+            org_name: oc.and_then(|c| s(c.name.as_ref())),
+            org_group: oc.and_then(|c| s(c.group.as_ref())),
+            subject_name,
+            ticket_title,
+            deadline,
+        }
+    }
+
+    /// Own ticket counts (not rolled up) by org id and month number, for
+    /// merging several shards before [`crate::ticket::rollup_ids`].
+    pub fn own_stats(&self) -> Vec<((String, u32), ticket::StatCounts)> {
+        self.tickets
+            .stats
+            .iter()
+            .map(|(&(o, m), c)| ((self.dir.org_ids.get(o).to_string(), m), *c))
+            .collect()
+    }
+
+    /// A ticket's state, for the admin API.
+    pub fn ticket_view(&self, id: &str) -> Option<TicketView> {
+        use ticket::flags::*;
+        let t = self.tickets.ids.find(id)?;
+        let tk = &self.tickets.tickets[t as usize];
+        let state = if tk.flags & RESOLVED != 0 {
+            "resolved"
+        } else if tk.flags & CANCELLED != 0 {
+            "cancelled"
+        } else if tk.flags & REPLIED != 0 {
+            "replied"
+        } else if tk.flags & ACCEPTED != 0 {
+            "accepted"
+        } else {
+            "open"
+        };
+        let mut pending = Vec::new();
+        if tk.next != NO_NEXT && tk.policy != NO_POLICY {
+            for e in &self.tickets.schedules[tk.policy as usize][tk.next as usize..] {
+                pending.push(PendingTimer {
+                    at: self.cfg.zone.format(tk.deadline.plus(e.offset)),
+                    kind: e.kind.as_str(),
+                    step: e.step,
+                });
+            }
+        }
+        Some(TicketView {
+            ticket: id.to_string(),
+            state,
+            policy: (tk.policy != NO_POLICY)
+                .then(|| self.cfg.slas[tk.policy as usize].name.clone()),
+            opened_at: self.cfg.zone.format(tk.opened_at),
+            deadline: (tk.policy != NO_POLICY).then(|| self.cfg.zone.format(tk.deadline)),
+            opened_org: self.dir.org_ids.get(tk.opened_org).to_string(),
+            assignee: self.dir.org_ids.get(tk.assignee).to_string(),
+            rated: tk.flags & RATED != 0,
+            satisfied: (tk.flags & RATED != 0).then_some(tk.flags & SATISFIED != 0),
+            pending,
+        })
     }
 
     /// A member's state, for the admin API.

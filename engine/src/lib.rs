@@ -19,5 +19,5 @@ pub mod streak;
 pub mod time;
 pub mod timer;
 
-pub use engine::{Counters, Engine, Outcome};
+pub use engine::{Counters, Engine, MemberView, Outcome, TicketView};
 pub mod ticket;

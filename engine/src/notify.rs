@@ -131,3 +131,71 @@ mod tests {
         );
     }
 }
+
+/// Everything a dispatcher needs to deliver one notification: the rendered
+/// notification and the addresses and names to fill templates with.
+///
+/// Contains personal data (names, phone numbers, device tokens): never log it
+/// and never put it in metric labels.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Envelope {
+    /// The notification, as `redcloud replay` prints it.
+    pub notification: RenderedOwned,
+    /// Recipient's display name, when known.
+    pub recipient_name: Option<String>,
+    /// Recipient's phone number (members: from `contacts.sms`; offices: from
+    /// the config, filled in by the dispatcher).
+    pub sms: Option<String>,
+    /// Recipient's push device token.
+    pub push: Option<String>,
+    /// The subject's org (member's org, ticket's assignee) id.
+    pub org: Option<String>,
+    /// The subject's org name.
+    pub org_name: Option<String>,
+    /// The subject's org's group-chat robot (webhook or key).
+    pub org_group: Option<String>,
+    /// Member subjects: the member's name.
+    pub subject_name: Option<String>,
+    /// Ticket subjects: the title.
+    pub ticket_title: Option<String>,
+    /// Ticket subjects: the deadline, RFC 3339.
+    pub deadline: Option<String>,
+}
+
+/// [`Rendered`] with an owned `kind`, so that it can be deserialized (for
+/// queues and outboxes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RenderedOwned {
+    /// Deterministic id.
+    pub id: String,
+    /// RFC 3339 in the configured timezone.
+    pub at: String,
+    /// Policy name.
+    pub policy: String,
+    /// `reminder`, `warning` or `escalation`.
+    pub kind: String,
+    /// 1-based step.
+    pub step: u8,
+    /// `member:<id>` or `ticket:<id>`.
+    pub subject: String,
+    /// `member:<id>` or `office:<id>`.
+    pub recipient: String,
+    /// Streak notifications: the missed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u32>,
+}
+
+impl From<Rendered> for RenderedOwned {
+    fn from(r: Rendered) -> Self {
+        RenderedOwned {
+            id: r.id,
+            at: r.at,
+            policy: r.policy,
+            kind: r.kind.to_string(),
+            step: r.step,
+            subject: r.subject,
+            recipient: r.recipient,
+            missed: r.missed,
+        }
+    }
+}

@@ -62,7 +62,9 @@ impl StreakStep {
     #[inline]
     pub fn fires_at(&self, missed: u32) -> bool {
         missed == self.after
-            || (self.every > 0 && missed > self.after && (missed - self.after) % self.every == 0)
+            || (self.every > 0
+                && missed > self.after
+                && (missed - self.after).is_multiple_of(self.every))
     }
 }
 

@@ -308,6 +308,32 @@ pub fn rollup(
     rows
 }
 
+/// Like [`rollup`], for own counts keyed by org id (several shards' counts
+/// merged); orgs unknown to `dir` count for themselves only.
+pub fn rollup_ids(
+    own: impl Iterator<Item = ((String, u32), StatCounts)>,
+    dir: &Directory,
+) -> Vec<StatsRow> {
+    let mut acc: HashMap<(String, u32), StatCounts> = HashMap::new();
+    for ((org, month), c) in own {
+        match dir.org_ids.find(&org) {
+            Some(o) => {
+                for a in dir.ancestry(o) {
+                    let id = dir.org_ids.get(a).to_string();
+                    acc.entry((id, month)).or_default().add(&c);
+                }
+            }
+            None => acc.entry((org, month)).or_default().add(&c),
+        }
+    }
+    let mut rows: Vec<StatsRow> = acc
+        .into_iter()
+        .map(|((o, m), c)| StatsRow::new(o, month_string(m), c))
+        .collect();
+    rows.sort_by(|a, b| (&a.org, &a.month).cmp(&(&b.org, &b.month)));
+    rows
+}
+
 /// Lifecycle marks of [`Ticket::flags`].
 pub mod flags {
     /// Accepted.
