@@ -8,6 +8,8 @@
 //! ratios on a noisy shared machine. `REDCLOUD_BENCH_MEMBERS` overrides the
 //! population of the close and memory benches (default 10 M).
 
+#![allow(clippy::print_stderr)] // the bench reports memory figures on stderr
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -30,7 +32,7 @@ fn apply_activity(c: &mut Criterion) {
     const MEMBERS: usize = 1_000_000;
     const BATCH: usize = 1_000_000;
     let mut engine = populated_engine(MEMBERS);
-    let zone = engine.config().zone.clone();
+    let zone = engine.config().zone;
     let ids: Vec<String> = (0..BATCH).map(|k| format!("e{k}")).collect();
     let members: Vec<String> = (0..BATCH)
         .map(|k| member_id(k.wrapping_mul(2_654_435_761) % MEMBERS))

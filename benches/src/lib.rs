@@ -23,7 +23,7 @@ pub fn monday() -> Day {
 /// orgs (leaders set), all logged in on `monday()` at 09:00.
 pub fn populated_engine(n: usize) -> Engine {
     let cfg = Arc::new(EngineConfig::contract_default());
-    let zone = cfg.zone.clone();
+    let zone = cfg.zone;
     let mut e = Engine::new(cfg);
     e.reserve_members(n);
     let t0 = zone.local_instant(monday(), 8 * 60);
