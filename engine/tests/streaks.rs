@@ -439,19 +439,19 @@ fn model(cfg: &EngineConfig, login: Day, done: &[bool], horizon: usize) -> Vec<(
     let policy = &cfg.streaks[0];
     let mut missed = 0u32;
     let mut fired = vec![];
-    for k in 0..horizon {
+    for (k, &done_k) in done.iter().enumerate().take(horizon) {
         let d = Day(login.0 + k as i32);
         if !cfg.calendar.is_working(d) {
             continue;
         }
-        if done[k] {
+        if done_k {
             missed = 0;
             continue;
         }
         missed += 1;
         for (i, s) in policy.steps.iter().enumerate() {
             let fires = missed == s.after
-                || (s.every > 0 && missed > s.after && (missed - s.after) % s.every == 0);
+                || (s.every > 0 && missed > s.after && (missed - s.after).is_multiple_of(s.every));
             if fires {
                 fired.push((d, (i + 1) as u8, missed));
             }
