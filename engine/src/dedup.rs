@@ -71,11 +71,13 @@ impl Dedup {
     }
 
     /// Records an applied id at watermark `now`, forgetting expired ones.
+    /// Returns false (and changes nothing) if the id is already remembered.
     #[inline]
-    pub fn insert(&mut self, key: u128, now: Ts) {
-        if self.seen.insert(key) {
-            self.order.push_back((now, key));
+    pub fn insert(&mut self, key: u128, now: Ts) -> bool {
+        if !self.seen.insert(key) {
+            return false;
         }
+        self.order.push_back((now, key));
         let horizon = now.0.saturating_sub(self.retention);
         while let Some(&(t, k)) = self.order.front() {
             if t.0 >= horizon {
@@ -84,6 +86,7 @@ impl Dedup {
             self.order.pop_front();
             self.seen.remove(&k);
         }
+        true
     }
 
     /// Number of remembered ids.
@@ -111,7 +114,8 @@ mod tests {
     fn remembers_within_retention_only() {
         let mut d = Dedup::new(MICROS_PER_DAY);
         let a = Dedup::key("a");
-        d.insert(a, Ts(0));
+        assert!(d.insert(a, Ts(0)));
+        assert!(!d.insert(a, Ts(5)), "a second insert is refused");
         assert!(d.contains(a));
         d.insert(Dedup::key("b"), Ts(MICROS_PER_DAY));
         assert!(d.contains(a), "exactly at the horizon is still remembered");

@@ -51,6 +51,9 @@ pub struct Counters {
     pub notifications: u64,
     /// Working days closed (per policy).
     pub day_closes: u64,
+    /// Day closes and working-day deadlines computed on a date that no loaded
+    /// calendar covers (the Monday-to-Friday fallback was used).
+    pub calendar_fallbacks: u64,
 }
 
 /// One shard's engine.
@@ -68,6 +71,7 @@ pub struct Engine {
     wheel: Wheel<u32>,
     fired: Vec<(Ts, u32)>,
     days: DayCache,
+    first_fallback: Option<Day>,
 }
 
 /// A member's state as the admin API shows it.
@@ -157,6 +161,7 @@ impl Engine {
             wheel: Wheel::new(Ts(0)),
             fired: Vec::new(),
             days: DayCache::default(),
+            first_fallback: None,
             cfg,
         }
     }
@@ -193,15 +198,13 @@ impl Engine {
     /// Applies one valid event. Intents that become due (day closes and timers
     /// up to the event's instant) are appended to `out`.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Notification>) -> Outcome {
-        let key = Dedup::key(&ev.id);
-        if self.dedup.contains(key) {
+        let wm = self.wm.map_or(ev.at, |w| w.max(ev.at));
+        if !self.dedup.insert(Dedup::key(&ev.id), wm) {
             self.counters.duplicates += 1;
             return Outcome::Duplicate;
         }
         let late = self.wm.is_some_and(|w| ev.at < w);
         self.advance(ev.at, out);
-        let wm = self.wm.unwrap_or(ev.at);
-        self.dedup.insert(key, wm);
         self.counters.applied += 1;
         if late {
             self.counters.late += 1;
@@ -455,7 +458,14 @@ impl Engine {
             Ts(i64::MAX)
         } else {
             let p = &self.cfg.slas[policy as usize];
-            ticket::deadline(p.resolve_within, at, &self.cfg.zone, &self.cfg.calendar)
+            let d = ticket::deadline(p.resolve_within, at, &self.cfg.zone, &self.cfg.calendar);
+            if matches!(p.resolve_within, crate::policy::SlaDuration::WorkingDays(_)) {
+                let last = self.cfg.zone.local_day(Ts(d.0 - 1));
+                if !self.cfg.calendar.is_covered(last) {
+                    self.note_fallback(last);
+                }
+            }
+            d
         };
         let mut tk = Ticket {
             opened_at: at,
@@ -592,6 +602,9 @@ impl Engine {
     /// Closes working day `day` of policy `p` at instant `at` (rules 2.3–2.5).
     fn close_day(&mut self, p: usize, day: Day, at: Ts, out: &mut Vec<Notification>) {
         self.counters.day_closes += 1;
+        if !self.cfg.calendar.is_covered(day) {
+            self.note_fallback(day);
+        }
         let policy = &self.cfg.streaks[p];
         let ps = &mut self.streaks[p];
         ps.sync_cohorts(policy, &self.dir);
@@ -655,6 +668,19 @@ impl Engine {
         }
         self.counters.unresolved_recipients += unresolved;
         self.counters.notifications += (out.len() - before) as u64;
+    }
+
+    fn note_fallback(&mut self, day: Day) {
+        self.counters.calendar_fallbacks += 1;
+        if self.first_fallback.is_none() {
+            self.first_fallback = Some(day);
+        }
+    }
+
+    /// The first date for which the Monday-to-Friday fallback was used, if any
+    /// (the calendar data does not cover its year): to be announced loudly.
+    pub fn first_calendar_fallback(&self) -> Option<Day> {
+        self.first_fallback
     }
 
     /// The policy name of an intent.

@@ -1,104 +1,14 @@
 //! Streak rules (contract section 2 and 6) on hand-written traces, and a
 //! property test of the engine against a plain day-by-day model.
 
-use std::borrow::Cow;
-use std::sync::Arc;
+mod common;
 
+use common::{c, ts, Run};
 use proptest::prelude::*;
 use redcloud_engine::event::{Body, Event};
-use redcloud_engine::notify::Rendered;
 use redcloud_engine::policy::{EngineConfig, Kind, StreakRole, StreakStep};
-use redcloud_engine::time::{Day, TimeOfDay, Ts};
-use redcloud_engine::{Engine, Outcome};
-
-fn ts(s: &str) -> Ts {
-    Ts::parse_rfc3339(s).unwrap()
-}
-
-fn c(s: &str) -> Cow<'static, str> {
-    Cow::Owned(s.to_string())
-}
-
-struct Run {
-    engine: Engine,
-    out: Vec<Rendered>,
-    seq: u64,
-}
-
-impl Run {
-    fn new(cfg: EngineConfig) -> Run {
-        Run {
-            engine: Engine::new(Arc::new(cfg)),
-            out: vec![],
-            seq: 0,
-        }
-    }
-    fn ev(&mut self, at: &str, body: Body<'static>) -> Outcome {
-        self.seq += 1;
-        let ev = Event {
-            id: c(&format!("e{}", self.seq)),
-            at: ts(at),
-            body,
-        };
-        self.apply(ev)
-    }
-    fn apply(&mut self, ev: Event<'_>) -> Outcome {
-        let mut out = vec![];
-        let o = self.engine.apply(&ev, &mut out);
-        self.out.extend(out.iter().map(|n| self.engine.render(n)));
-        o
-    }
-    fn until(&mut self, at: &str) {
-        let mut out = vec![];
-        self.engine.advance(ts(at), &mut out);
-        self.out.extend(out.iter().map(|n| self.engine.render(n)));
-    }
-    fn org(&mut self, at: &str, org: &str, parent: Option<&str>, leader: Option<&str>) {
-        self.ev(
-            at,
-            Body::OrgUpserted {
-                org: c(org),
-                parent: parent.map(c),
-                level: 0,
-                name: None,
-                leader: leader.map(c),
-                group: None,
-            },
-        );
-    }
-    fn member(&mut self, at: &str, m: &str, org: &str, cohort: Option<&str>) {
-        self.ev(
-            at,
-            Body::MemberUpserted {
-                member: c(m),
-                org: c(org),
-                name: None,
-                cohort: cohort.map(c),
-                sms: None,
-                push: None,
-            },
-        );
-    }
-    fn login(&mut self, at: &str, m: &str) {
-        self.ev(at, Body::AppLogin { member: c(m) });
-    }
-    fn quiz(&mut self, at: &str, m: &str) -> Outcome {
-        self.ev(
-            at,
-            Body::ActivityRecorded {
-                member: c(m),
-                activity: c("quiz"),
-            },
-        )
-    }
-    /// `(at, kind, step, recipient, missed)` of every notification.
-    fn seen(&self) -> Vec<(String, &'static str, u8, String, Option<u32>)> {
-        self.out
-            .iter()
-            .map(|r| (r.at.clone(), r.kind, r.step, r.recipient.clone(), r.missed))
-            .collect()
-    }
-}
+use redcloud_engine::time::{Day, TimeOfDay};
+use redcloud_engine::Outcome;
 
 fn setup(run: &mut Run) {
     run.org("2026-01-05T08:00:00+08:00", "city", None, Some("boss"));

@@ -36,6 +36,17 @@ pub struct ReplayArgs {
     stats: bool,
 }
 
+/// One line of `--summary`: how many notifications a policy's step of a kind
+/// produced for subjects of an org.
+#[derive(serde::Serialize)]
+struct SummaryRow<'a> {
+    policy: &'a str,
+    step: u8,
+    kind: &'a str,
+    org: Option<&'a str>,
+    count: u64,
+}
+
 /// What the run prints.
 enum Sink<W: Write> {
     Notifications(W),
@@ -137,6 +148,14 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         engine.advance(end, &mut out);
         sink.take(&engine, &mut out)?;
     }
+    if let Some(day) = engine.first_calendar_fallback() {
+        writeln!(
+            err,
+            "warning: no loaded calendar covers {day} (and {} closes or deadlines in all): \
+             the Monday-to-Friday fallback was used; load the year with [calendar] files",
+            engine.counters().calendar_fallbacks
+        )?;
+    }
     if after_until > 0 {
         writeln!(err, "{after_until} events after --until were not applied")?;
     }
@@ -146,9 +165,13 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         Sink::Summary(counts) => {
             let mut w = BufWriter::new(stdout.lock());
             for ((policy, step, kind, org), count) in counts {
-                let row = serde_json::json!({
-                    "policy": policy, "step": step, "kind": kind, "org": org, "count": count,
-                });
+                let row = SummaryRow {
+                    policy: &policy,
+                    step,
+                    kind,
+                    org: org.as_deref(),
+                    count,
+                };
                 serde_json::to_writer(&mut w, &row)?;
                 w.write_all(b"\n")?;
             }
