@@ -22,12 +22,19 @@ pub fn monday() -> Day {
 /// An engine on the contract's default config with `n` members in 1,000
 /// orgs (leaders set), all logged in on `monday()` at 09:00.
 pub fn populated_engine(n: usize) -> Engine {
-    let cfg = Arc::new(EngineConfig::contract_default());
+    populated_engine_with(n, EngineConfig::contract_default())
+}
+
+/// Like [`populated_engine`] with a given config. Setup events are 1 µs apart,
+/// so a short `dedup_retention` keeps the idempotency table from growing
+/// (memory measurements of member state use 1 µs).
+pub fn populated_engine_with(n: usize, cfg: EngineConfig) -> Engine {
+    let cfg = Arc::new(cfg);
     let zone = cfg.zone;
     let mut e = Engine::new(cfg);
     e.reserve_members(n);
-    let t0 = zone.local_instant(monday(), 8 * 60);
-    let t1 = zone.local_instant(monday(), 9 * 60);
+    let mut t0 = zone.local_instant(monday(), 8 * 60);
+    let mut t1 = zone.local_instant(monday(), 9 * 60);
     let mut out = Vec::new();
     let mut seq = 0u64;
     let mut next_id = || {
@@ -68,6 +75,7 @@ pub fn populated_engine(n: usize) -> Engine {
     }
     for i in 0..n {
         let m = member_id(i);
+        t0 = t0.plus(1);
         e.apply(
             &Event {
                 id: next_id(),
@@ -83,6 +91,7 @@ pub fn populated_engine(n: usize) -> Engine {
             },
             &mut out,
         );
+        t1 = t1.plus(1);
         e.apply(
             &Event {
                 id: next_id(),
