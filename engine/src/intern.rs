@@ -43,18 +43,23 @@ impl Interner {
 
     /// The string of index `i`.
     pub fn get(&self, i: u32) -> &str {
+        // Only whole `&str`s are ever pushed, so every range is valid UTF-8.
+        std::str::from_utf8(self.bytes(i)).unwrap_or_default()
+    }
+
+    /// The bytes of index `i` (the hot-path comparison skips UTF-8 checks).
+    #[inline]
+    fn bytes(&self, i: u32) -> &[u8] {
         let i = i as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        let end = self.ends[i] as usize;
-        // Only whole `&str`s are ever pushed, so every range is valid UTF-8.
-        std::str::from_utf8(&self.arena[start..end]).unwrap_or_default()
+        &self.arena[start..self.ends[i] as usize]
     }
 
     /// The index of `s`, if interned.
     #[inline]
     pub fn find(&self, s: &str) -> Option<u32> {
         let h = xxh3_64(s.as_bytes());
-        self.table.find(h, |&i| self.get(i) == s).copied()
+        self.table.find(h, |&i| self.bytes(i) == s.as_bytes()).copied()
     }
 
     /// The index of `s`, interning it if new. The second value is true when it
@@ -62,7 +67,7 @@ impl Interner {
     #[inline]
     pub fn intern(&mut self, s: &str) -> (u32, bool) {
         let h = xxh3_64(s.as_bytes());
-        if let Some(&i) = self.table.find(h, |&i| self.get(i) == s) {
+        if let Some(&i) = self.table.find(h, |&i| self.bytes(i) == s.as_bytes()) {
             return (i, false);
         }
         let i = self.ends.len() as u32;
