@@ -264,7 +264,7 @@ impl Engine {
             Body::TicketReplied { ticket } => self.mark_ticket(ticket, ticket::flags::REPLIED),
             Body::TicketResolved { ticket } => self.close_ticket(ticket, ev.at, true),
             Body::TicketCancelled { ticket } => self.close_ticket(ticket, ev.at, false),
-            Body::TicketRated { ticket, satisfied } => self.rate_ticket(ticket, *satisfied),
+            Body::TicketRated { ticket, satisfied } => self.rate_ticket(ticket, *satisfied, ev.at),
             Body::TicketReassigned { ticket, org } => match self.tickets.ids.find(ticket) {
                 Some(t) => {
                     let o = self.dir.org_index(org);
@@ -477,6 +477,8 @@ impl Engine {
             policy,
             next: NO_NEXT,
             flags: 0,
+            resolved_at: Ts(i64::MAX),
+            rated_at: Ts(i64::MIN),
         };
         // Entries whose instant the watermark has reached never fire (a late
         // open), nor do warnings at or before the opening.
@@ -530,22 +532,38 @@ impl Engine {
         } else {
             ticket::flags::CANCELLED
         };
-        if Tickets::mark(&mut tk, flag) && resolved {
-            let on_time = tk.policy != NO_POLICY && at <= tk.deadline;
+        let first = Tickets::mark(&mut tk, flag);
+        // In event time the ticket was resolved at its earliest resolve: a
+        // late, earlier resolve can make it on time.
+        if resolved && (first || at < tk.resolved_at) {
+            let on_time = |when: Ts| tk.policy != NO_POLICY && when <= tk.deadline;
+            let was_on_time = !first && on_time(tk.resolved_at);
+            let now_on_time = on_time(at);
+            tk.resolved_at = at;
             let c = self.tickets.counts_mut(&tk);
-            c.resolved += 1;
-            if on_time {
-                c.resolved_on_time += 1;
+            if first {
+                c.resolved += 1;
+            }
+            match (was_on_time, now_on_time) {
+                (false, true) => c.resolved_on_time += 1,
+                (true, false) => c.resolved_on_time -= 1,
+                _ => {}
             }
         }
         self.tickets.tickets[t as usize] = tk;
     }
 
-    fn rate_ticket(&mut self, id: &str, satisfied: bool) {
+    fn rate_ticket(&mut self, id: &str, satisfied: bool, at: Ts) {
         let Some(t) = self.ticket_index(id) else {
             return;
         };
         let mut tk = self.tickets.tickets[t as usize];
+        // Only the latest rating in event time counts: a late, older rating
+        // changes nothing (at equal instants the later arrival wins).
+        if tk.flags & ticket::flags::RATED != 0 && at < tk.rated_at {
+            return;
+        }
+        tk.rated_at = at;
         let was_rated = !Tickets::mark(&mut tk, ticket::flags::RATED);
         let was_satisfied = tk.flags & ticket::flags::SATISFIED != 0;
         if satisfied {

@@ -90,6 +90,10 @@ pub struct Ticket {
     pub next: u8,
     /// Lifecycle marks.
     pub flags: u8,
+    /// Earliest resolve instant (`Ts(i64::MAX)` until resolved).
+    pub resolved_at: Ts,
+    /// Instant of the rating that counts (the latest in event time).
+    pub rated_at: Ts,
 }
 
 /// The seven counts of contract 3.4.

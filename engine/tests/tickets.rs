@@ -426,3 +426,46 @@ fn timers_fire_in_time_order_across_tickets_and_long_gaps() {
         vec!["ticket:T1", "ticket:T3", "ticket:T2", "ticket:T0"]
     );
 }
+
+#[test]
+fn the_latest_rating_and_the_earliest_resolve_count_in_event_time() {
+    let mut r = Run::new(cfg());
+    tree(&mut r);
+    r.open("2026-03-02T10:00:00+08:00", "T1", "village", "wish");
+    // Deadline 03-12 10:00. Resolved late at 12:00, then an earlier resolve at
+    // 09:00 arrives: in event time the ticket was resolved on time.
+    r.ticket("2026-03-12T12:00:00+08:00", Body::TicketResolved { ticket: c("T1") });
+    r.ticket("2026-03-12T09:00:00+08:00", Body::TicketResolved { ticket: c("T1") });
+    // A thumbs up at 13:00, then an older thumbs down arrives late: the
+    // latest rating in event time (up) counts.
+    r.ticket(
+        "2026-03-13T13:00:00+08:00",
+        Body::TicketRated {
+            ticket: c("T1"),
+            satisfied: true,
+        },
+    );
+    r.ticket(
+        "2026-03-13T12:00:00+08:00",
+        Body::TicketRated {
+            ticket: c("T1"),
+            satisfied: false,
+        },
+    );
+    let rows = r.engine.stats_rows();
+    let v = rows.iter().find(|x| x.org == "village").unwrap();
+    assert_eq!(v.counts.resolved, 1);
+    assert_eq!(v.counts.resolved_on_time, 1);
+    assert_eq!((v.counts.rated, v.counts.satisfied), (1, 1));
+    // A later thumbs down replaces it.
+    r.ticket(
+        "2026-03-14T12:00:00+08:00",
+        Body::TicketRated {
+            ticket: c("T1"),
+            satisfied: false,
+        },
+    );
+    let rows = r.engine.stats_rows();
+    let v = rows.iter().find(|x| x.org == "village").unwrap();
+    assert_eq!((v.counts.rated, v.counts.satisfied), (1, 0));
+}
