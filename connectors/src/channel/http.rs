@@ -1,0 +1,120 @@
+//! What the HTTP channels share: the client, the POST with an idempotency key,
+//! and the classification of HTTP answers and transport failures.
+//!
+//! Errors never carry the URL (a robot webhook URL is a credential) nor the
+//! body: only the channel, the status or the kind of transport failure.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use super::{ChannelKind, Scope, SendError};
+
+/// Builds a client with the channel's timeout (connect and whole request).
+pub(crate) fn client(
+    channel: ChannelKind,
+    timeout: Duration,
+) -> Result<reqwest::Client, super::BuildError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| super::BuildError {
+            channel,
+            reason: format!("cannot build the http client: {}", e.without_url()),
+        })
+}
+
+/// A provider's answer.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// POSTs `body` as JSON with the `Idempotency-Key` header.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    channel: ChannelKind,
+    url: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> Result<Answer, SendError> {
+    let resp = client
+        .post(url)
+        .header("Idempotency-Key", id)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| transport(channel, &e))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(|e| transport(channel, &e))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn transport(channel: ChannelKind, e: &reqwest::Error) -> SendError {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "answer unreadable"
+    } else {
+        "request failed"
+    };
+    SendError::retriable(channel, reason)
+}
+
+/// The `Retry-After` header in seconds (the HTTP-date form is read too).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let now = chrono::Utc::now();
+    let d = at.signed_duration_since(now).to_std().ok()?;
+    Some(d)
+}
+
+/// Classifies the HTTP status: `Ok(())` for 2xx; 429 pauses the channel;
+/// 408 and 5xx are retriable; any other status is final.
+pub(crate) fn classify_status(channel: ChannelKind, a: &Answer) -> Result<(), SendError> {
+    let s = a.status;
+    if s.is_success() {
+        return Ok(());
+    }
+    if s == StatusCode::TOO_MANY_REQUESTS {
+        return Err(SendError::Retriable {
+            channel,
+            reason: "http 429".into(),
+            retry_after: retry_after(&a.headers),
+            scope: Scope::Channel,
+        });
+    }
+    if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT {
+        return Err(SendError::Retriable {
+            channel,
+            reason: format!("http {}", s.as_u16()),
+            retry_after: retry_after(&a.headers),
+            scope: Scope::Message,
+        });
+    }
+    Err(SendError::final_(channel, format!("http {}", s.as_u16())))
+}
+
+/// Keeps a provider's short code printable and bounded (it goes into dead
+/// letters and logs).
+pub(crate) fn short(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
