@@ -20,18 +20,22 @@ use std::path::{Path, PathBuf};
 
 pub use redcloud_engine::policy::EngineConfig;
 
+pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod offices;
 pub mod policies;
 mod raw;
 pub mod secret;
+pub mod sources;
 pub mod validate;
 
+pub use daemon::{AdminConfig, DaemonConfig, LogFormat};
 pub use duration::{parse_duration, ConfigDuration};
 pub use error::ConfigError;
 pub use offices::{Office, OfficeContacts};
 pub use secret::Secret;
+pub use sources::SourcesConfig;
 
 /// The embedded default configuration (`config/default.toml`): what
 /// [`default_config`] parses, and what Red Cloud runs with when no config file
@@ -47,6 +51,12 @@ pub struct Config {
     pub offices: Vec<Office>,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+    /// `[daemon]`: how `redcloud run` runs.
+    pub daemon: DaemonConfig,
+    /// `[admin]`: the HTTP listener and the admin API's token.
+    pub admin: AdminConfig,
+    /// `[sources.*]`: what `redcloud run` consumes.
+    pub sources: SourcesConfig,
 }
 
 impl Config {

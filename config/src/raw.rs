@@ -36,6 +36,12 @@ pub(crate) struct RawConfig {
     pub streak_policies: Vec<RawStreakPolicy>,
     #[serde(default)]
     pub sla_policies: Vec<RawSlaPolicy>,
+    #[serde(default)]
+    pub daemon: crate::daemon::RawDaemon,
+    #[serde(default)]
+    pub admin: crate::daemon::RawAdmin,
+    #[serde(default)]
+    pub sources: crate::sources::RawSources,
 }
 
 fn default_timezone() -> String {

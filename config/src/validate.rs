@@ -59,6 +59,9 @@ pub(crate) fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config
         },
         offices,
         source: None,
+        daemon: crate::daemon::validate_daemon(raw.daemon)?,
+        admin: crate::daemon::validate_admin(raw.admin)?,
+        sources: crate::sources::validate_sources(raw.sources, base_dir)?,
     })
 }
 

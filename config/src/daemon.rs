@@ -1,0 +1,244 @@
+//! `[daemon]` and `[admin]`: how `redcloud run` runs (shards, queues, the
+//! processing-time tick, shutdown, logs) and where its HTTP listener and admin
+//! API live.
+//!
+//! Raw serde structs (with `deny_unknown_fields`) and their validation into
+//! [`DaemonConfig`] and [`AdminConfig`]. Nothing here starts anything: the
+//! daemon (`src/daemon/` of the `redcloud` binary) reads these values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::DurationText;
+use crate::error::ConfigError;
+use crate::secret::Secret;
+use crate::validate::calendar_duration;
+
+/// Most shards.
+pub const MAX_SHARDS: usize = 256;
+
+/// `[daemon]` as read.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    pub shards: Option<usize>,
+    pub tick: DurationText,
+    pub shutdown_timeout: DurationText,
+    pub log_format: String,
+    pub log_level: String,
+    pub pipeline_capacity: usize,
+    pub shard_capacity: usize,
+    pub sink_capacity: usize,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            shards: None,
+            tick: DurationText::new("1s"),
+            shutdown_timeout: DurationText::new("30s"),
+            log_format: "human".into(),
+            log_level: "info".into(),
+            pipeline_capacity: 4096,
+            shard_capacity: 64,
+            sink_capacity: 4096,
+        }
+    }
+}
+
+/// `[admin]` as read.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: String,
+    pub token: Option<Secret>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: "127.0.0.1:8686".into(),
+            token: None,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per record.
+    Human,
+    /// One JSON object per record.
+    Json,
+}
+
+/// `[daemon]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Shards (engine owner threads); `None` = the available cores.
+    pub shards: Option<usize>,
+    /// How often every shard advances its engine to the wall clock.
+    pub tick: Duration,
+    /// Longest graceful drain after SIGTERM / SIGINT.
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter when `RUST_LOG` is not set (`info`, `redcloud=debug,info`).
+    pub log_level: String,
+    /// Deliveries waiting between the sources and the router.
+    pub pipeline_capacity: usize,
+    /// Messages (batches of up to 256 events) waiting in front of each shard.
+    pub shard_capacity: usize,
+    /// Notifications waiting for the sink (console or dispatcher).
+    pub sink_capacity: usize,
+}
+
+/// `[admin]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Address of the one HTTP listener (ingest and admin API).
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API; `REDCLOUD_ADMIN_TOKEN` is used when absent.
+    pub token: Option<Secret>,
+}
+
+fn std_duration(path: &str, text: &DurationText) -> Result<Duration, ConfigError> {
+    let us = calendar_duration(path, text)?;
+    Ok(Duration::from_micros(us.unsigned_abs()))
+}
+
+fn capacity(path: &str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 || n > 1 << 20 {
+        return Err(ConfigError::invalid(path, "must be between 1 and 1048576"));
+    }
+    Ok(n)
+}
+
+pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
+    if let Some(n) = raw.shards {
+        if n == 0 || n > MAX_SHARDS {
+            return Err(ConfigError::invalid(
+                "daemon.shards",
+                format!("must be between 1 and {MAX_SHARDS} (leave it out for one per core)"),
+            ));
+        }
+    }
+    let tick = std_duration("daemon.tick", &raw.tick)?;
+    if tick < Duration::from_millis(10) || tick > Duration::from_secs(60) {
+        return Err(ConfigError::invalid(
+            "daemon.tick",
+            "must be between 10ms and 1m",
+        ));
+    }
+    let shutdown_timeout = std_duration("daemon.shutdown_timeout", &raw.shutdown_timeout)?;
+    if shutdown_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "daemon.shutdown_timeout",
+            "must be longer than 0",
+        ));
+    }
+    let log_format = match raw.log_format.as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::invalid(
+                "daemon.log_format",
+                format!("\"{other}\" is not a log format (use \"human\" or \"json\")"),
+            ))
+        }
+    };
+    if raw.log_level.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "daemon.log_level",
+            "must not be empty (e.g. \"info\" or \"redcloud=debug,info\")",
+        ));
+    }
+    Ok(DaemonConfig {
+        shards: raw.shards,
+        tick,
+        shutdown_timeout,
+        log_format,
+        log_level: raw.log_level,
+        pipeline_capacity: capacity("daemon.pipeline_capacity", raw.pipeline_capacity)?,
+        shard_capacity: capacity("daemon.shard_capacity", raw.shard_capacity)?,
+        sink_capacity: capacity("daemon.sink_capacity", raw.sink_capacity)?,
+    })
+}
+
+pub(crate) fn validate_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "admin.listen",
+            format!(
+                "\"{}\" is not an address with a port (e.g. \"127.0.0.1:8686\")",
+                raw.listen
+            ),
+        )
+    })?;
+    if matches!(&raw.token, Some(t) if t.expose().trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "admin.token",
+            "must not be empty (leave it out to use REDCLOUD_ADMIN_TOKEN)",
+        ));
+    }
+    Ok(AdminConfig {
+        listen,
+        token: raw.token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{default_config, from_toml_str, LogFormat};
+
+    fn err(text: &str) -> String {
+        from_toml_str(text, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_run_http_only_on_localhost() {
+        let c = default_config();
+        assert_eq!(c.daemon.shards, None);
+        assert_eq!(c.daemon.tick, Duration::from_secs(1));
+        assert_eq!(c.daemon.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.daemon.log_format, LogFormat::Human);
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8686");
+        assert!(c.admin.token.is_none());
+        assert!(c.sources.http.is_some());
+        assert!(c.sources.amqp.is_none() && c.sources.redis.is_none() && c.sources.file.is_none());
+    }
+
+    #[test]
+    fn sections_parse_and_errors_name_the_key() {
+        let c = from_toml_str(
+            "[daemon]\nshards = 3\nlog_format = \"json\"\ntick = \"250ms\"\n\
+             [admin]\nlisten = \"0.0.0.0:9000\"\ntoken = \"t\"\n\
+             [sources.http]\nenabled = false\n\
+             [sources.amqp]\nqueue = \"q\"\nprefetch = 10\nack_interval = \"1h30m\"\n\
+             [sources.redis]\nstream = \"s\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.daemon.shards, Some(3));
+        assert_eq!(c.daemon.log_format, LogFormat::Json);
+        assert!(c.sources.http.is_none());
+        let a = c.sources.amqp.unwrap();
+        assert_eq!(a.queue.as_deref(), Some("q"));
+        assert_eq!(a.ack_interval, Some(Duration::from_secs(5400)));
+        assert!(!format!("{:?}", c.admin).contains("\"t\""), "token printed");
+        assert_eq!(
+            err("[daemon]\nshards = 0\n"),
+            "daemon.shards: must be between 1 and 256 (leave it out for one per core)"
+        );
+        assert!(err("[daemon]\nlog_format = \"xml\"\n").starts_with("daemon.log_format:"));
+        assert!(err("[admin]\nlisten = \"nowhere\"\n").starts_with("admin.listen:"));
+        assert!(err("[sources.amqp]\nack_interval = \"2wd\"\n")
+            .starts_with("sources.amqp.ack_interval:"));
+        assert!(err("[sources.redis]\nstreem = \"x\"\n").contains("unknown key `streem`"));
+        assert!(err("[sources.file]\n").contains("missing key `path`"));
+    }
+}
