@@ -1,12 +1,13 @@
 //! `redcloud`: the command line and the wiring of the running daemon.
 //!
 //! Subcommands: `replay` (contract section 5), `calendar` (section 5),
-//! `check-config`. Everything that decides is in `redcloud-engine`; this crate
+//! `check-config`, and `run` (the daemon, `src/daemon/`). Everything that decides is in `redcloud-engine`; this crate
 //! only reads files, parses arguments and prints.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod daemon;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Print each date of a range as `YYYY-MM-DD workday|restday`.
     Calendar(cli::calendar::CalendarArgs),
+    /// Run the daemon: sources in, notifications out, admin API and metrics
+    /// on one HTTP listener (default 127.0.0.1:8686). SIGTERM / SIGINT drain.
+    Run(daemon::RunArgs),
     /// Validate a config file: prints `ok: FILE` or the bad key and why.
     CheckConfig {
         /// The TOML file.
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cli::replay::run(a),
         Command::Calendar(a) => cli::calendar::run(a),
         Command::CheckConfig { file } => cli::check_config(&file),
+        Command::Run(a) => daemon::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,327 @@
+//! `redcloud run`: the long-running daemon.
+//!
+//! The wiring, from left to right:
+//!
+//! ```text
+//! sources (amqp, redis, file tasks; http ingest on the listener)
+//!   -> one bounded mpsc of Delivery
+//!   -> router task: decode (reject -> Acker::reject), route by key
+//!   -> one bounded inbox per shard (a thread owning one Engine)
+//!   -> one bounded mpsc of Envelope
+//!   -> sink (console until the dispatcher lands)
+//! ```
+//!
+//! Every channel is bounded, so a slow stage slows the ones before it, down to
+//! the sources (AMQP stops reading within its prefetch, Redis stops reading,
+//! HTTP answers 429). Shards advance their engines with the wall clock every
+//! `[daemon] tick`. The admin API and `/metrics` share the listener with the
+//! ingest.
+//!
+//! Shutdown (SIGTERM / SIGINT): cancel the sources (they stop taking events,
+//! wait for the acks of events in flight and flush them), stop the listener,
+//! let the router and the shards finish what they hold, let the sink flush,
+//! exit 0; all within `[daemon] shutdown_timeout`, else exit 1.
+//!
+//! What must not live here: rules (the engine), protocol code (the
+//! connectors), config parsing (the config crate).
+
+pub mod admin;
+pub mod clock;
+pub mod logging;
+pub mod metrics;
+pub mod router;
+pub mod shard;
+pub mod sink;
+pub mod sources;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use redcloud_config::{Config, Secret};
+use redcloud_engine::policy::EngineConfig;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use self::clock::Clock;
+use self::metrics::{Registry, ShardMetrics, SourceEntry};
+use self::sink::Sink;
+
+/// Arguments of `redcloud run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file; default: the embedded default (HTTP ingest on
+    /// 127.0.0.1:8686, no RabbitMQ or Redis).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// `redcloud run`.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = crate::cli::load_config(args.config.as_deref())?;
+    logging::init(config.daemon.log_format, &config.daemon.log_level)
+        .map_err(anyhow::Error::msg)?;
+    let (clock, fake) = clock::from_env()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("redcloud-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(daemon(config, clock, fake));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Result<ExitCode> {
+    let dc = config.daemon.clone();
+    let engine_cfg = Arc::new(config.engine.clone());
+    let shards_n = dc.shards.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if fake_clock {
+        warn!(
+            env = clock::FAKE_NOW_ENV,
+            "test clock in use: wall time is shifted; never set this in production"
+        );
+    }
+
+    // Sources.
+    let built = sources::build(&config.sources, &engine_cfg.levels)?;
+    let mut entries: Vec<Arc<SourceEntry>> = built
+        .tasks
+        .iter()
+        .map(|s| Arc::new(SourceEntry::new(s.name(), s.stats())))
+        .collect();
+    if let Some((h, _)) = &built.http {
+        entries.push(Arc::new(SourceEntry::new(h.name(), h.stats())));
+    }
+    let policies: Vec<String> = engine_cfg
+        .streaks
+        .iter()
+        .map(|p| p.name.clone())
+        .chain(engine_cfg.slas.iter().map(|p| p.name.clone()))
+        .collect();
+    let shard_metrics: Vec<Arc<ShardMetrics>> = (0..shards_n)
+        .map(|_| Arc::new(ShardMetrics::new(entries.len(), policies.len())))
+        .collect();
+    let registry = Arc::new(Registry {
+        sources: entries.clone(),
+        shards: shard_metrics.clone(),
+        policies,
+        calendar_fallback: AtomicU64::new(0),
+        calendar_days_left: AtomicI64::new(-1),
+    });
+
+    // Sink, shards, router.
+    let (sink_tx, sink_rx) = mpsc::channel(dc.sink_capacity);
+    let sink: Box<dyn Sink> = Box::new(sink::ConsoleSink);
+    let sink_name = sink.name();
+    let sink_task = tokio::spawn(sink.run(sink_rx));
+    let mut shard_txs = Vec::with_capacity(shards_n);
+    let mut shard_joins = Vec::with_capacity(shards_n);
+    for (index, m) in shard_metrics.iter().enumerate() {
+        let h = shard::spawn(shard::ShardSetup {
+            index,
+            config: engine_cfg.clone(),
+            clock: clock.clone(),
+            tick: dc.tick,
+            metrics: m.clone(),
+            sink: sink_tx.clone(),
+            capacity: dc.shard_capacity,
+        })
+        .with_context(|| format!("cannot start shard {index}"))?;
+        shard_txs.push(h.tx);
+        shard_joins.push(h.join);
+    }
+    let sink_weak = sink_tx.downgrade();
+    drop(sink_tx);
+    let (tx, rx) = mpsc::channel(dc.pipeline_capacity);
+    let levels: Arc<[String]> = engine_cfg.levels.clone().into();
+    let router_task = tokio::spawn(router::run(rx, shard_txs.clone(), levels, entries.clone()));
+
+    // The listener: admin API, health, metrics, ingest.
+    let shutdown = CancellationToken::new();
+    let admin_token = config.admin.token.clone().or_else(|| {
+        std::env::var(admin::TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(Secret::new)
+    });
+    if admin_token.is_none() {
+        warn!(
+            env = admin::TOKEN_ENV,
+            "no admin token configured: /metrics and /v1/* answer 401 until `[admin] token` or the environment variable is set"
+        );
+    }
+    let state = Arc::new(admin::AdminState {
+        shards: shard_txs,
+        pipeline: tx.downgrade(),
+        sink: sink_weak,
+        registry: registry.clone(),
+        token: admin_token,
+    });
+    let mut app = admin::router(state);
+    let mut ingest_token = false;
+    if let Some((h, token)) = built.http {
+        ingest_token = token.is_some();
+        app = app.merge(admin::guard(h.router(tx.clone()), token));
+    }
+    let listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {}", config.admin.listen))?;
+    let local = listener.local_addr()?;
+    let server = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+
+    // Sources that run on their own.
+    let mut source_tasks = Vec::new();
+    for (src, entry) in built.tasks.into_iter().zip(entries.iter().cloned()) {
+        let fut = src.run(tx.clone(), shutdown.clone());
+        source_tasks.push(tokio::spawn(async move {
+            match fut.await {
+                Ok(()) => entry.finished.store(true, Ordering::Relaxed),
+                Err(e) => error!(source = %entry.name, error = %e, "source stopped"),
+            }
+        }));
+    }
+    drop(tx);
+
+    let calendar = tokio::spawn(watch_calendar(
+        engine_cfg.clone(),
+        clock.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+
+    info!(
+        listen = %local,
+        shards = shards_n,
+        sources = %entries.iter().map(|e| &*e.name).collect::<Vec<_>>().join(","),
+        ingest_token,
+        sink = sink_name,
+        config = %config.source.as_ref().map_or_else(|| "embedded default".to_string(), |p| p.display().to_string()),
+        timezone = engine_cfg.zone.name(),
+        "redcloud running"
+    );
+
+    let signal = wait_for_signal().await;
+    info!(
+        signal,
+        timeout_s = dc.shutdown_timeout.as_secs_f64(),
+        "draining: intake stopped, finishing events in flight"
+    );
+    shutdown.cancel();
+    let drain = async {
+        for t in source_tasks {
+            let _ = t.await;
+        }
+        match server.await {
+            Ok(Err(e)) => error!(error = %e, "http listener failed"),
+            Err(e) => error!(error = %e, "http listener task failed"),
+            Ok(Ok(())) => {}
+        }
+        let _ = router_task.await;
+        let joins = tokio::task::spawn_blocking(move || {
+            for j in shard_joins {
+                let _ = j.join();
+            }
+        });
+        let _ = joins.await;
+        let _ = sink_task.await;
+        let _ = calendar.await;
+    };
+    match tokio::time::timeout(dc.shutdown_timeout, drain).await {
+        Ok(()) => {
+            info!("drained; bye");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => {
+            error!(
+                timeout_s = dc.shutdown_timeout.as_secs_f64(),
+                "shutdown timed out; events not acknowledged yet will be redelivered by their sources"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the daemon");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// Announces the calendar fallback: at start-up and once a day, a warning while
+/// today is outside the loaded data (and the gauge `redcloud_calendar_fallback`),
+/// and a notice from 30 days before the data runs out.
+async fn watch_calendar(
+    cfg: Arc<EngineConfig>,
+    clock: Arc<dyn Clock>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let today = cfg.zone.local_day(clock.now());
+        if last != Some(today) {
+            last = Some(today);
+            let covered = cfg.calendar.is_covered(today);
+            registry
+                .calendar_fallback
+                .store(u64::from(!covered), Ordering::Relaxed);
+            let soon = cfg.calendar.first_uncovered_day_within(today, 30);
+            registry.calendar_days_left.store(
+                soon.map_or(-1, |d| i64::from(d.0 - today.0)),
+                Ordering::Relaxed,
+            );
+            if !covered {
+                warn!(
+                    calendar = cfg.calendar.name(),
+                    today = %today,
+                    covered_years = ?cfg.calendar.covered_years(),
+                    "CALENDAR FALLBACK IN USE: today is outside the loaded calendar data, so working days are taken as monday to friday (holidays and make-up days are ignored); add the year's calendar file to [calendar] files"
+                );
+            } else if let Some(d) = soon {
+                warn!(
+                    calendar = cfg.calendar.name(),
+                    runs_out_on = %d,
+                    days_left = d.0 - today.0,
+                    "calendar data runs out soon: from that day working days fall back to monday to friday; add the next year's calendar file to [calendar] files"
+                );
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}

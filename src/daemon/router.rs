@@ -1,0 +1,108 @@
+//! The router: decodes deliveries and sends each event to the shard that owns
+//! its key.
+//!
+//! A malformed delivery is rejected through its Acker (the source dead-letters
+//! it with the reason) and counted by reason class. `org.upserted` goes to
+//! every shard (each keeps the whole org tree); every other event goes to the
+//! shard `xxh3(routing key) % shards`: members by member id, tickets by ticket
+//! id. Sends wait for room in the shard's bounded inbox, so a slow shard slows
+//! the router, which slows the sources (backpressure).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use redcloud_connectors::source::Delivery;
+use redcloud_engine::event::{decode, Body};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::metrics::{reason_class, SourceEntry, REASON_CLASSES};
+use super::shard::{Done, Fanout, RoutedEvent, ShardMsg};
+
+/// The shard that owns `key` among `shards`.
+pub fn shard_of(key: &str, shards: usize) -> usize {
+    (xxh3_64(key.as_bytes()) % shards as u64) as usize
+}
+
+/// Routes deliveries until `rx` is closed and empty, then asks every shard to
+/// stop once it has finished what it was sent.
+pub async fn run(
+    mut rx: mpsc::Receiver<Delivery>,
+    shards: Vec<mpsc::Sender<ShardMsg>>,
+    levels: Arc<[String]>,
+    sources: Vec<Arc<SourceEntry>>,
+) {
+    let n = shards.len();
+    let mut batch = Vec::with_capacity(256);
+    let mut per_shard: Vec<Vec<RoutedEvent>> = (0..n).map(|_| Vec::new()).collect();
+    'outer: while rx.recv_many(&mut batch, 256).await > 0 {
+        for d in batch.drain(..) {
+            let source = sources
+                .iter()
+                .position(|s| s.name == d.source)
+                .unwrap_or(usize::MAX);
+            let ev = match decode(&d.payload, &levels) {
+                Ok(ev) => ev.into_owned(),
+                Err(r) => {
+                    let class = reason_class(&r.reason);
+                    if let Some(s) = sources.get(source) {
+                        s.rejected[class].fetch_add(1, Ordering::Relaxed);
+                    }
+                    debug!(source = %d.source, reason_class = REASON_CLASSES[class],
+                        reason = %r.reason, "event rejected");
+                    d.ack.reject(r.reason);
+                    continue;
+                }
+            };
+            if matches!(ev.body, Body::OrgUpserted { .. }) {
+                let fan = Fanout::new(n, d.ack);
+                for q in per_shard.iter_mut() {
+                    q.push(RoutedEvent {
+                        ev: ev.clone(),
+                        done: Done::All(fan.clone()),
+                        source,
+                    });
+                }
+            } else {
+                let i = shard_of(ev.routing_key(), n);
+                per_shard[i].push(RoutedEvent {
+                    ev,
+                    done: Done::One(d.ack),
+                    source,
+                });
+            }
+        }
+        // One message per shard and batch: one wake-up instead of one per event.
+        for (i, q) in per_shard.iter_mut().enumerate() {
+            if q.is_empty() {
+                continue;
+            }
+            let events = std::mem::take(q);
+            if shards[i].send(ShardMsg::Events(events)).await.is_err() {
+                warn!(shard = i, "shard has stopped; routing ends");
+                break 'outer;
+            }
+        }
+    }
+    for tx in &shards {
+        let _ = tx.send(ShardMsg::Stop).await;
+    }
+    debug!("router stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_spread_and_stay_put() {
+        assert_eq!(shard_of("m1", 4), shard_of("m1", 4));
+        let mut seen = [0usize; 4];
+        for i in 0..1000 {
+            seen[shard_of(&format!("m{i}"), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 150), "{seen:?}");
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+}
