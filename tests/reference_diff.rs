@@ -331,7 +331,9 @@ fn check_seed(py: &str, dir: &Path, seed: u64) -> Result<(), String> {
     let gen = root.join("tests/reference/gen_traces.py");
     let reference = root.join("tests/reference/redcloud_ref.py");
     let trace = dir.join(format!("trace-{seed}.ndjson"));
-    let config = (seed % 2 == 0).then(|| dir.join(format!("config-{seed}.toml")));
+    let config = seed
+        .is_multiple_of(2)
+        .then(|| dir.join(format!("config-{seed}.toml")));
 
     let mut g = Command::new(py);
     g.arg(&gen)
@@ -343,7 +345,7 @@ fn check_seed(py: &str, dir: &Path, seed: u64) -> Result<(), String> {
     // Every other seed adds late ratings and earlier re-resolves (the cases
     // once disputed, now settled: the latest rating and the earliest resolve
     // in event time count); REDCLOUD_REF_DISPUTED=1 adds them to every seed.
-    if seed % 2 == 1 || std::env::var("REDCLOUD_REF_DISPUTED").is_ok_and(|v| v == "1") {
+    if !seed.is_multiple_of(2) || std::env::var("REDCLOUD_REF_DISPUTED").is_ok_and(|v| v == "1") {
         g.arg("--disputed");
     }
     let gen_out = run(&mut g, "gen_traces.py")?;
@@ -378,7 +380,7 @@ fn check_seed(py: &str, dir: &Path, seed: u64) -> Result<(), String> {
 
     // Stats: over the whole trace for two seeds in three, up to the mid-trace --until
     // for the others (keeps the run short: four runs of each side per seed).
-    let stats_args: Vec<String> = if seed % 3 == 0 {
+    let stats_args: Vec<String> = if seed.is_multiple_of(3) {
         vec!["--stats".into(), "--until".into(), until_mid.clone()]
     } else {
         vec!["--stats".into()]
@@ -493,7 +495,7 @@ fn replay_matches_the_python_reference() {
         dir.display()
     );
     for (_, f) in &failures {
-        msg.push_str("\n");
+        msg.push('\n');
         msg.push_str(f);
         msg.push('\n');
     }

@@ -59,7 +59,9 @@ impl Interner {
     #[inline]
     pub fn find(&self, s: &str) -> Option<u32> {
         let h = xxh3_64(s.as_bytes());
-        self.table.find(h, |&i| self.bytes(i) == s.as_bytes()).copied()
+        self.table
+            .find(h, |&i| self.bytes(i) == s.as_bytes())
+            .copied()
     }
 
     /// The index of `s`, interning it if new. The second value is true when it

@@ -434,8 +434,14 @@ fn the_latest_rating_and_the_earliest_resolve_count_in_event_time() {
     r.open("2026-03-02T10:00:00+08:00", "T1", "village", "wish");
     // Deadline 03-12 10:00. Resolved late at 12:00, then an earlier resolve at
     // 09:00 arrives: in event time the ticket was resolved on time.
-    r.ticket("2026-03-12T12:00:00+08:00", Body::TicketResolved { ticket: c("T1") });
-    r.ticket("2026-03-12T09:00:00+08:00", Body::TicketResolved { ticket: c("T1") });
+    r.ticket(
+        "2026-03-12T12:00:00+08:00",
+        Body::TicketResolved { ticket: c("T1") },
+    );
+    r.ticket(
+        "2026-03-12T09:00:00+08:00",
+        Body::TicketResolved { ticket: c("T1") },
+    );
     // A thumbs up at 13:00, then an older thumbs down arrives late: the
     // latest rating in event time (up) counts.
     r.ticket(
