@@ -59,19 +59,21 @@ pub struct Counters {
 /// One shard's engine.
 #[derive(Debug)]
 pub struct Engine {
-    cfg: Arc<EngineConfig>,
-    dir: Directory,
-    streaks: Vec<PolicyState>,
+    // Crate-visible for `snapshot` (save and restore); nothing else touches
+    // them from outside this module.
+    pub(crate) cfg: Arc<EngineConfig>,
+    pub(crate) dir: Directory,
+    pub(crate) streaks: Vec<PolicyState>,
     /// `(activity, policy indices)`: few activities, a linear scan is fastest.
     activity_policies: Vec<(String, Vec<usize>)>,
-    dedup: Dedup,
-    wm: Option<Ts>,
-    counters: Counters,
-    tickets: Tickets,
-    wheel: Wheel<u32>,
+    pub(crate) dedup: Dedup,
+    pub(crate) wm: Option<Ts>,
+    pub(crate) counters: Counters,
+    pub(crate) tickets: Tickets,
+    pub(crate) wheel: Wheel<u32>,
     fired: Vec<(Ts, u32)>,
     days: DayCache,
-    first_fallback: Option<Day>,
+    pub(crate) first_fallback: Option<Day>,
 }
 
 /// A member's state as the admin API shows it.
@@ -385,10 +387,10 @@ impl Engine {
     /// Fires every ticket timer at or before `limit`, in time order, arming
     /// each ticket's next schedule entry as its current one fires.
     fn fire_timers(&mut self, limit: Ts, out: &mut Vec<Notification>) {
+        // Nothing due: leave the wheel where it is (it places later inserts
+        // relative to its own time and jumps any gap in a few bitmap steps), so
+        // events that only move the watermark cost an O(1) check here.
         if self.wheel.next_deadline().is_none_or(|t| t > limit) {
-            if self.wheel.now() < limit {
-                self.wheel.advance(limit, &mut self.fired);
-            }
             return;
         }
         let mut batch = std::mem::take(&mut self.fired);
