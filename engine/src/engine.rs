@@ -387,10 +387,14 @@ impl Engine {
     /// Fires every ticket timer at or before `limit`, in time order, arming
     /// each ticket's next schedule entry as its current one fires.
     fn fire_timers(&mut self, limit: Ts, out: &mut Vec<Notification>) {
-        // Nothing due: leave the wheel where it is (it places later inserts
-        // relative to its own time and jumps any gap in a few bitmap steps), so
-        // events that only move the watermark cost an O(1) check here.
-        if self.wheel.next_deadline().is_none_or(|t| t > limit) {
+        // Nothing due: leave the wheel alone, so events that only move the
+        // watermark cost an O(1) check here. Every so often (a second of event
+        // time) it is moved along anyway, so that new timers are placed in
+        // slots near their instants, not all in one far slot.
+        if !self.wheel.may_have_due(limit) {
+            if limit.0 - self.wheel.now().0 > crate::time::MICROS_PER_SEC {
+                self.wheel.advance(limit, &mut self.fired);
+            }
             return;
         }
         let mut batch = std::mem::take(&mut self.fired);

@@ -316,6 +316,14 @@ impl<T: Copy> Wheel<T> {
         (e.bucket != FREE && e.seq as u32 == id.stamp).then_some(Ts(e.at))
     }
 
+    /// The insertion sequence of a pending timer (its place in the order of
+    /// arming, which breaks ties), or `None` if the id is stale. Snapshots use
+    /// it to re-arm timers in the same relative order.
+    pub(crate) fn sequence(&self, id: TimerId) -> Option<u64> {
+        let e = self.entries.get(id.index as usize)?;
+        (e.bucket != FREE && e.seq as u32 == id.stamp).then_some(e.seq)
+    }
+
     /// Fires every pending timer with an instant at or before `max(now, to)`,
     /// appending `(instant, payload)` to `out` in the order of
     /// `(instant, insertion sequence)`. Afterwards `now() == max(now, to)`.
@@ -347,6 +355,32 @@ impl<T: Copy> Wheel<T> {
         self.now = target;
         if self.len != before {
             *self.min_ok.get_mut() = false;
+        }
+    }
+
+    /// Is any pending timer due at or before `limit`? Cheap and never scans a
+    /// slot of a higher level: when the first occupied slot starts after
+    /// `limit` the answer is no in O(1); otherwise it is exact for level-0
+    /// slots and may say yes early for a higher-level slot that starts at or
+    /// before `limit` (an [`advance`](Self::advance) then cascades it and
+    /// fires nothing that is not due).
+    pub fn may_have_due(&self, limit: Ts) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        if self.min_ok.load(Ordering::Relaxed) {
+            return self.min_at.load(Ordering::Relaxed) <= limit.0;
+        }
+        if !self.buckets[DUE as usize].is_empty() {
+            return true;
+        }
+        match self.first_slot() {
+            None => false,
+            Some((_, start)) if start > tick(limit.0) => false,
+            Some((b, _)) if (b as usize) < SLOTS => self.buckets[b as usize]
+                .iter()
+                .any(|&i| self.entries[i as usize].at <= limit.0),
+            Some(_) => true,
         }
     }
 
@@ -734,6 +768,13 @@ mod tests {
                     Op::Advance(d) => {
                         let to = now.saturating_add(d);
                         let limit = now.max(to);
+                        // `may_have_due` never says no when something is due.
+                        if model.keys().next().is_some_and(|k| k.0 <= limit) {
+                            prop_assert!(w.may_have_due(Ts(limit)));
+                        }
+                        if model.is_empty() {
+                            prop_assert!(!w.may_have_due(Ts(limit)));
+                        }
                         let mut expect = Vec::new();
                         while let Some(e) = model.first_entry() {
                             if e.key().0 > limit { break; }
