@@ -103,6 +103,22 @@ impl Dedup {
     pub fn entries(&self) -> impl Iterator<Item = (Ts, u128)> + '_ {
         self.order.iter().copied()
     }
+
+    /// Appends a remembered id as read from a snapshot (oldest first), without
+    /// expiring anything. Returns false if the id is already remembered.
+    pub(crate) fn restore_entry(&mut self, at: Ts, key: u128) -> bool {
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back((at, key));
+        true
+    }
+
+    /// Reserves room for `n` more ids (snapshot loading).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.seen.reserve(n);
+        self.order.reserve(n);
+    }
 }
 
 #[cfg(test)]

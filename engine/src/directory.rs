@@ -86,8 +86,9 @@ pub struct Directory {
     pub orgs: Vec<Org>,
     /// Cohort names.
     pub cohorts: Interner,
-    member_contacts: HashMap<u32, Contacts>,
-    org_contacts: HashMap<u32, Contacts>,
+    // Crate-visible for `snapshot`.
+    pub(crate) member_contacts: HashMap<u32, Contacts>,
+    pub(crate) org_contacts: HashMap<u32, Contacts>,
 }
 
 /// The default cohort of a member upserted without one.

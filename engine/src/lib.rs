@@ -15,6 +15,7 @@ pub mod event;
 pub mod intern;
 pub mod notify;
 pub mod policy;
+pub mod snapshot;
 pub mod streak;
 pub mod time;
 pub mod timer;

@@ -117,3 +117,20 @@ impl Run {
         )
     }
 }
+
+impl Run {
+    /// A run continuing an existing engine (e.g. one restored from a snapshot).
+    pub fn from_engine(engine: Engine) -> Run {
+        Run {
+            engine,
+            out: vec![],
+            seq: 0,
+        }
+    }
+    /// Advances to an instant.
+    pub fn advance(&mut self, to: Ts) {
+        let mut out = vec![];
+        self.engine.advance(to, &mut out);
+        self.out.extend(out.iter().map(|n| self.engine.render(n)));
+    }
+}
