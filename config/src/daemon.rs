@@ -7,6 +7,7 @@
 //! daemon (`src/daemon/` of the `redcloud` binary) reads these values.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,6 +32,7 @@ pub(crate) struct RawDaemon {
     pub pipeline_capacity: usize,
     pub shard_capacity: usize,
     pub sink_capacity: usize,
+    pub data_dir: String,
 }
 
 impl Default for RawDaemon {
@@ -44,6 +46,7 @@ impl Default for RawDaemon {
             pipeline_capacity: 4096,
             shard_capacity: 64,
             sink_capacity: 4096,
+            data_dir: "./redcloud-data".into(),
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct DaemonConfig {
     pub shard_capacity: usize,
     /// Notifications waiting for the sink (console or dispatcher).
     pub sink_capacity: usize,
+    /// Where the daemon writes its files (today: the notifications still
+    /// undelivered at shutdown, `undelivered-<unix>.ndjson`). Relative to the
+    /// working directory; created when needed.
+    pub data_dir: PathBuf,
 }
 
 /// `[admin]`, validated.
@@ -155,7 +162,14 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
             "must not be empty (e.g. \"info\" or \"redcloud=debug,info\")",
         ));
     }
+    if raw.data_dir.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "daemon.data_dir",
+            "must not be empty (leave it out for \"./redcloud-data\")",
+        ));
+    }
     Ok(DaemonConfig {
+        data_dir: PathBuf::from(raw.data_dir),
         shards: raw.shards,
         tick,
         shutdown_timeout,
@@ -208,6 +222,11 @@ mod tests {
         assert_eq!(c.daemon.log_format, LogFormat::Human);
         assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8686");
         assert!(c.admin.token.is_none());
+        assert_eq!(c.daemon.data_dir, std::path::Path::new("./redcloud-data"));
+        assert!(
+            c.dispatch.is_empty(),
+            "the embedded default is console only"
+        );
         assert!(c.sources.http.is_some());
         assert!(c.sources.amqp.is_none() && c.sources.redis.is_none() && c.sources.file.is_none());
     }
@@ -240,5 +259,16 @@ mod tests {
             .starts_with("sources.amqp.ack_interval:"));
         assert!(err("[sources.redis]\nstreem = \"x\"\n").contains("unknown key `streem`"));
         assert!(err("[sources.file]\n").contains("missing key `path`"));
+        assert!(err("[daemon]\ndata_dir = \" \"\n").starts_with("daemon.data_dir:"));
+        let c = from_toml_str(
+            "[daemon]\ndata_dir = \"/var/lib/redcloud\"\n[dispatch.routes.quiz]\nreminder = [\"console\"]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.daemon.data_dir, std::path::Path::new("/var/lib/redcloud"));
+        assert!(
+            c.dispatch.contains_key("routes"),
+            "[dispatch] is carried as is"
+        );
     }
 }

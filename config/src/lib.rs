@@ -43,7 +43,10 @@ pub use sources::SourcesConfig;
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
 /// A validated configuration.
-#[derive(Clone, Debug)]
+///
+/// `Debug` does not print the `[dispatch]` table (its URLs may hold keys or
+/// passwords), only how many keys it has.
+#[derive(Clone)]
 pub struct Config {
     /// What the engine runs on.
     pub engine: EngineConfig,
@@ -57,6 +60,29 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[sources.*]`: what `redcloud run` consumes.
     pub sources: SourcesConfig,
+    /// `[dispatch]` as written (empty when absent): routes, channels, limits
+    /// and templates of the dispatcher. This crate does not look inside; the
+    /// binary validates it with `redcloud_connectors::dispatch::DispatchConfig::from_toml`
+    /// when it loads the file, so errors still name the key path
+    /// (`dispatch.channels.sms.per_recipient[1].limit: must be at least 1`).
+    pub dispatch: toml::Table,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("engine", &self.engine)
+            .field("offices", &self.offices)
+            .field("source", &self.source)
+            .field("daemon", &self.daemon)
+            .field("admin", &self.admin)
+            .field("sources", &self.sources)
+            .field(
+                "dispatch",
+                &format_args!("<{} keys, not shown>", self.dispatch.len()),
+            )
+            .finish()
+    }
 }
 
 impl Config {

@@ -42,6 +42,11 @@ pub(crate) struct RawConfig {
     pub admin: crate::daemon::RawAdmin,
     #[serde(default)]
     pub sources: crate::sources::RawSources,
+    /// `[dispatch]`, carried as is: the dispatcher (crate
+    /// `redcloud-connectors`) validates it, the binary calls that validation
+    /// at load time (`redcloud run`, `redcloud check-config`).
+    #[serde(default)]
+    pub dispatch: toml::Table,
 }
 
 fn default_timezone() -> String {

@@ -62,6 +62,7 @@ pub(crate) fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config
         daemon: crate::daemon::validate_daemon(raw.daemon)?,
         admin: crate::daemon::validate_admin(raw.admin)?,
         sources: crate::sources::validate_sources(raw.sources, base_dir)?,
+        dispatch: raw.dispatch,
     })
 }
 

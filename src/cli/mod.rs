@@ -17,15 +17,26 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
     })
 }
 
-/// `redcloud check-config FILE`.
+/// `redcloud check-config FILE`: the whole file, `[dispatch]` included
+/// (validated by the dispatcher, which also builds its channels).
 pub fn check_config(file: &Path) -> Result<ExitCode> {
-    match redcloud_config::load_file(file) {
-        Ok(_) => {
+    let checked = redcloud_config::load_file(file)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| crate::daemon::sink::build_dispatcher(&c).map(drop));
+    match checked {
+        Ok(()) => {
             println!("ok: {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{}: {e}", file.display());
+            let e = format!("{e:#}");
+            // Config errors already name the file.
+            let shown = file.display().to_string();
+            if e.starts_with(&shown) {
+                eprintln!("{e}");
+            } else {
+                eprintln!("{shown}: {e}");
+            }
             Ok(ExitCode::from(1))
         }
     }

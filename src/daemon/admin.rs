@@ -4,7 +4,7 @@
 //! | path | auth |
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz` | none |
-//! | `GET /metrics`, `GET /v1/members/{id}`, `GET /v1/tickets/{id}`, `GET /v1/stats` | admin token |
+//! | `GET /metrics`, `GET /v1/members/{id}`, `GET /v1/tickets/{id}`, `GET /v1/stats`, `GET /v1/dead-letters` | admin token |
 //! | `POST /v1/events` | `[sources.http] token` when set, else none |
 //!
 //! The admin token comes from `[admin] token` or `REDCLOUD_ADMIN_TOKEN`; with
@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use redcloud_config::Secret;
+use redcloud_connectors::dispatch::{DeadLetterView, DeadLetters, DispatchStats};
 use redcloud_engine::ticket::StatsRow;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +45,12 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// The admin bearer token, if any.
     pub token: Option<Secret>,
+    /// The dispatcher's counters (rendered after the daemon's in `/metrics`).
+    pub dispatch: Arc<DispatchStats>,
+    /// The dispatcher's dead letters.
+    pub dead_letters: DeadLetters,
+    /// The shared member contacts (for its size in `/metrics`).
+    pub contacts: super::contacts::ContactDirectory,
 }
 
 /// The admin and health routes.
@@ -53,6 +60,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/members/{id}", get(member))
         .route("/v1/tickets/{id}", get(ticket))
         .route("/v1/stats", get(stats))
+        .route("/v1/dead-letters", get(dead_letters))
         .route_layer(middleware::from_fn_with_state(
             state.token.clone(),
             require_token,
@@ -144,11 +152,98 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
             .upgrade()
             .map_or(0, |s| depth(s.max_capacity(), s.capacity())),
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.registry.render(&depths),
-    )
-        .into_response()
+    let mut text = st.registry.render(&depths);
+    text.push_str(
+        "# HELP redcloud_contact_directory_members members whose name or contacts are in the shared directory\n\
+         # TYPE redcloud_contact_directory_members gauge\n",
+    );
+    text.push_str(&format!(
+        "redcloud_contact_directory_members {}\n",
+        st.contacts.members()
+    ));
+    st.dispatch.render_prometheus(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `GET /v1/dead-letters`: the dead letters kept (newest `dead_letters_kept`),
+/// oldest first. A view carries ids, policy, kind, step, the recipient as
+/// `member:<id>` / `office:<id>`, the channel, a classified reason and the
+/// attempts: no phone number, token, robot key, name or text.
+///
+/// The reason is a short classified text from the channel (`http 503`,
+/// `code isv.MOBILE_NUMBER_ILLEGAL`, `errcode 93000`); as a second line of
+/// defence it is masked here anyway: runs of 7 or more digits (a phone number
+/// echoed by a provider) and the user part of a URL become `***`.
+async fn dead_letters(State(st): State<Arc<AdminState>>) -> Response {
+    let items: Vec<DeadLetterView> = st
+        .dead_letters
+        .list()
+        .into_iter()
+        .map(|mut v| {
+            v.reason = mask(&v.reason);
+            v
+        })
+        .collect();
+    Json(serde_json::json!({ "kept": items.len(), "items": items })).into_response()
+}
+
+/// Masks digit runs of 7 or more and URL credentials (`scheme://user:pw@`).
+pub fn mask(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            out.push_str("***");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    // Credentials in a URL.
+    let mut rest = out.as_str();
+    let mut masked = String::with_capacity(out.len());
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        masked.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                masked.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    masked.push_str(rest);
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn masks_numbers_and_credentials_only() {
+        assert_eq!(mask("http 503"), "http 503");
+        assert_eq!(mask("errcode 45009"), "errcode 45009");
+        assert_eq!(mask("code isv.X for 13800000000"), "code isv.X for ***");
+        assert_eq!(
+            mask("io: amqp://user:pw@mq:5672/%2f refused"),
+            "io: amqp://***@mq:5672/%2f refused"
+        );
+        assert_eq!(mask("see http://host/x"), "see http://host/x");
+    }
 }
 
 fn unavailable() -> Response {

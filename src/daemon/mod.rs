@@ -8,7 +8,10 @@
 //!   -> router task: decode (reject -> Acker::reject), route by key
 //!   -> one bounded inbox per shard (a thread owning one Engine)
 //!   -> one bounded mpsc of Envelope
-//!   -> sink (console until the dispatcher lands)
+//!   -> feeder: fill leader addresses from the shared contact directory
+//!   -> one bounded mpsc of Envelope
+//!   -> dispatcher (routes, limits, quiet hours, digests, retries; console
+//!      only without a `[dispatch]` table)
 //! ```
 //!
 //! Every channel is bounded, so a slow stage slows the ones before it, down to
@@ -19,14 +22,17 @@
 //!
 //! Shutdown (SIGTERM / SIGINT): cancel the sources (they stop taking events,
 //! wait for the acks of events in flight and flush them), stop the listener,
-//! let the router and the shards finish what they hold, let the sink flush,
-//! exit 0; all within `[daemon] shutdown_timeout`, else exit 1.
+//! let the router and the shards finish what they hold (all within
+//! `[daemon] shutdown_timeout`, else exit 1), then stop the dispatcher (it
+//! waits up to `[dispatch] drain_timeout` for sends in flight) and write what
+//! it did not deliver to `[daemon] data_dir/undelivered-<unix>.ndjson`.
 //!
 //! What must not live here: rules (the engine), protocol code (the
 //! connectors), config parsing (the config crate).
 
 pub mod admin;
 pub mod clock;
+pub mod contacts;
 pub mod logging;
 pub mod metrics;
 pub mod router;
@@ -49,8 +55,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use self::clock::Clock;
+use self::contacts::ContactDirectory;
 use self::metrics::{Registry, ShardMetrics, SourceEntry};
-use self::sink::Sink;
+use self::sink::DispatchSink;
 
 /// Arguments of `redcloud run`.
 #[derive(Args, Debug)]
@@ -117,11 +124,31 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         calendar_days_left: AtomicI64::new(-1),
     });
 
+    // The dispatcher: its wall clock is the daemon's (so the test clock
+    // moves quiet hours too).
+    let shown = config.source.as_ref().map_or_else(
+        || "embedded default".to_string(),
+        |p| p.display().to_string(),
+    );
+    let dispatcher = sink::build_dispatcher(&config)
+        .map_err(|e| anyhow::anyhow!("{shown}: {e:#}"))?
+        .with_clock(redcloud_connectors::dispatch::Clock::starting_at(
+            clock.now().0.div_euclid(1000),
+        ));
+    let sink_name = if config.dispatch.is_empty() {
+        "console"
+    } else {
+        "dispatcher"
+    };
+    let contacts = ContactDirectory::new();
+    let sink = DispatchSink::new(dispatcher, contacts.clone(), dc.sink_capacity);
+    let dispatch_stats = sink.stats();
+    let dead_letters = sink.dead_letters();
+    let dispatch_stop = CancellationToken::new();
+
     // Sink, shards, router.
     let (sink_tx, sink_rx) = mpsc::channel(dc.sink_capacity);
-    let sink: Box<dyn Sink> = Box::new(sink::ConsoleSink);
-    let sink_name = sink.name();
-    let sink_task = tokio::spawn(sink.run(sink_rx));
+    let sink_task = tokio::spawn(sink.run(sink_rx, dispatch_stop.clone()));
     let mut shard_txs = Vec::with_capacity(shards_n);
     let mut shard_joins = Vec::with_capacity(shards_n);
     for (index, m) in shard_metrics.iter().enumerate() {
@@ -133,6 +160,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             metrics: m.clone(),
             sink: sink_tx.clone(),
             capacity: dc.shard_capacity,
+            contacts: contacts.clone(),
         })
         .with_context(|| format!("cannot start shard {index}"))?;
         shard_txs.push(h.tx);
@@ -164,6 +192,9 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         sink: sink_weak,
         registry: registry.clone(),
         token: admin_token,
+        dispatch: dispatch_stats,
+        dead_letters,
+        contacts,
     });
     let mut app = admin::router(state);
     let mut ingest_token = false;
@@ -210,7 +241,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         sources = %entries.iter().map(|e| &*e.name).collect::<Vec<_>>().join(","),
         ingest_token,
         sink = sink_name,
-        config = %config.source.as_ref().map_or_else(|| "embedded default".to_string(), |p| p.display().to_string()),
+        config = %shown,
         timezone = engine_cfg.zone.name(),
         "redcloud running"
     );
@@ -222,7 +253,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         "draining: intake stopped, finishing events in flight"
     );
     shutdown.cancel();
-    let drain = async {
+    let pipeline = async {
         for t in source_tasks {
             let _ = t.await;
         }
@@ -238,21 +269,59 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             }
         });
         let _ = joins.await;
-        let _ = sink_task.await;
         let _ = calendar.await;
     };
-    match tokio::time::timeout(dc.shutdown_timeout, drain).await {
-        Ok(()) => {
-            info!("drained; bye");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(_) => {
-            error!(
-                timeout_s = dc.shutdown_timeout.as_secs_f64(),
-                "shutdown timed out; events not acknowledged yet will be redelivered by their sources"
-            );
-            Ok(ExitCode::from(1))
-        }
+    let drained = tokio::time::timeout(dc.shutdown_timeout, pipeline)
+        .await
+        .is_ok();
+    // The shards are done (or out of time): stop the dispatcher. It waits up
+    // to `[dispatch] drain_timeout` for sends in flight and returns the rest.
+    dispatch_stop.cancel();
+    let left = sink_task.await.unwrap_or_else(|e| {
+        error!(error = %e, "the notification sink failed");
+        Vec::new()
+    });
+    keep_undelivered(&dc.data_dir, clock.as_ref(), &left);
+    if drained {
+        info!("drained; bye");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        error!(
+            timeout_s = dc.shutdown_timeout.as_secs_f64(),
+            "shutdown timed out; events not acknowledged yet will be redelivered by their sources"
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Logs and writes the notifications the dispatcher did not deliver, so that
+/// none is dropped silently. Re-sending them after a restart is the
+/// durability work's job (docs/operations.md); their ids make it idempotent.
+fn keep_undelivered(
+    dir: &std::path::Path,
+    clock: &dyn Clock,
+    left: &[redcloud_engine::notify::Envelope],
+) {
+    if left.is_empty() {
+        info!(
+            undelivered = 0,
+            "every notification taken in was delivered or dead-lettered"
+        );
+        return;
+    }
+    let unix = clock.now().0.div_euclid(1_000_000);
+    match sink::write_undelivered(dir, unix, left) {
+        Ok(path) => warn!(
+            undelivered = left.len(),
+            file = %path.display(),
+            "notifications not delivered at shutdown were written to the data directory; they are not re-sent automatically yet"
+        ),
+        Err(e) => error!(
+            undelivered = left.len(),
+            dir = %dir.display(),
+            error = %e,
+            "NOTIFICATIONS LOST: cannot write the undelivered notifications to the data directory"
+        ),
     }
 }
 

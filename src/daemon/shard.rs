@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redcloud_connectors::source::Acker;
-use redcloud_engine::event::Event;
+use redcloud_engine::event::{Body, Event};
 use redcloud_engine::notify::{Envelope, Notification, PolicyRef};
 use redcloud_engine::policy::EngineConfig;
 use redcloud_engine::ticket::{StatCounts, StatsRow};
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::clock::Clock;
+use super::contacts::ContactDirectory;
 use super::metrics::{kind_index, ShardMetrics};
 
 /// Own ticket counts by org id and month, as `Engine::own_stats` returns them.
@@ -132,6 +133,9 @@ pub struct ShardSetup {
     pub sink: mpsc::Sender<Envelope>,
     /// Inbox capacity.
     pub capacity: usize,
+    /// The shared directory of member contacts this shard mirrors its own
+    /// members' contacts into.
+    pub contacts: ContactDirectory,
 }
 
 /// Starts a shard thread.
@@ -163,6 +167,7 @@ struct Shard {
     sink_closed: bool,
     out: Vec<Notification>,
     streaks: usize,
+    contacts: ContactDirectory,
 }
 
 async fn run(setup: ShardSetup, mut rx: mpsc::Receiver<ShardMsg>) {
@@ -174,6 +179,7 @@ async fn run(setup: ShardSetup, mut rx: mpsc::Receiver<ShardMsg>) {
         sink: setup.sink,
         sink_closed: false,
         out: Vec::new(),
+        contacts: setup.contacts,
     };
     // The first advance only sets the watermark: nothing before now fires.
     shard.engine.advance(setup.clock.now(), &mut shard.out);
@@ -244,6 +250,13 @@ impl Shard {
             .latency
             .record(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let duplicate = outcome == Outcome::Duplicate;
+        if !duplicate {
+            // This shard owns the member: publish its contacts for the
+            // recipients resolved in other shards (a leader, contract 2.5).
+            if let Body::MemberUpserted { member, .. } | Body::MemberRemoved { member } = &ev.body {
+                self.contacts.mirror(&self.engine, member);
+            }
+        }
         // A fanned-out event is counted once, by shard 0.
         let count = !matches!(done, Done::All(_)) || self.index == 0;
         if count {

@@ -1,72 +1,300 @@
-//! Where notifications go after the engine decided them: the consumer of the
-//! shards' bounded `mpsc` channel of [`Envelope`]s.
+//! Where notifications go after the engine decided them: the dispatcher.
 //!
-//! The consumer is pluggable ([`Sink`]): until the dispatcher lands it is the
-//! [`ConsoleSink`], which prints `Envelope::notification` (the contract's
-//! notification object, with no contact data) as one JSON line on stdout. The
-//! dispatcher replaces it by implementing [`Sink`] over the same receiver.
+//! The shards send [`Envelope`]s on one bounded channel; [`DispatchSink::run`]
+//! reads it (the *feeder*), fills the recipient addresses a shard could not
+//! know from the shared [`ContactDirectory`] (a leader owned by another
+//! shard), and hands them on a second bounded channel to the
+//! [`Dispatcher`] of `redcloud-connectors`: routes, limits, quiet hours,
+//! digests, retries, dead letters (docs/dispatch.md).
 //!
-//! A sink runs until every sender is gone (all shards stopped), then flushes
-//! and returns: that is the last step of a graceful shutdown.
+//! The dispatcher is built from the config's `[dispatch]` table and the
+//! offices' contacts. Without a `[dispatch]` table (the embedded default),
+//! every notification goes to the console as soon as it is decided: one JSON
+//! line per notification on stdout, the object `redcloud replay` prints (the
+//! daemon's own console channel, [`ConsoleLines`]; no address, name or text).
+//!
+//! Stopping: the feeder runs until every shard has dropped its sender, and the
+//! dispatcher until `stop` is cancelled (the daemon does that once the shards
+//! are done, or when the drain runs out of time). `run` then returns every
+//! notification not delivered: in the dispatcher, in its input, or still in
+//! the shards' channel. The daemon writes them to `[daemon] data_dir`.
 
-use std::future::Future;
+use std::collections::HashMap;
 use std::io::Write;
-use std::pin::Pin;
+use std::sync::Arc;
 
+use redcloud_config::Config;
+use redcloud_connectors::channel::{
+    BoxFuture, BuildError, Channel, ChannelKind, Delivered, Outgoing, SendError,
+};
+use redcloud_connectors::dispatch::{
+    self, DeadLetters, DispatchConfig, DispatchStats, Dispatcher, OfficeAddresses,
+};
 use redcloud_engine::notify::Envelope;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
-/// A boxed future, as returned by [`Sink::run`].
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+use super::contacts::ContactDirectory;
 
-/// A consumer of the notifications the shards emit.
-pub trait Sink: Send + 'static {
-    /// A short name for logs.
-    fn name(&self) -> &'static str;
+/// The `[dispatch]` table used when the config has none (or an empty one):
+/// every notification to the console at once (routes default to the console;
+/// no digest).
+const CONSOLE_ONLY: &str = "[digest]\nwindow = \"0\"\n";
 
-    /// Consumes `rx` until it is closed and empty, then flushes. Envelopes
-    /// carry personal data: never log them.
-    fn run(self: Box<Self>, rx: mpsc::Receiver<Envelope>) -> BoxFuture<()>;
+/// Validates the config's `[dispatch]` table; errors name the key path
+/// (`dispatch.channels.sms.per_recipient[1].limit: must be at least 1`).
+pub fn dispatch_config(config: &Config) -> Result<DispatchConfig, dispatch::ConfigError> {
+    if config.dispatch.is_empty() {
+        let table: toml::Table = CONSOLE_ONLY.parse().expect("a valid table");
+        DispatchConfig::from_toml(&table)
+    } else {
+        DispatchConfig::from_toml(&config.dispatch)
+    }
 }
 
-/// Prints each notification as a JSON line on stdout.
-#[derive(Debug, Default)]
-pub struct ConsoleSink;
+/// The offices' addresses, as the dispatcher takes them.
+pub fn office_addresses(config: &Config) -> HashMap<String, OfficeAddresses> {
+    let s = |v: &Option<redcloud_config::Secret>| v.as_ref().map(|s| s.expose().to_string());
+    config
+        .offices
+        .iter()
+        .map(|o| {
+            (
+                o.id.clone(),
+                OfficeAddresses {
+                    sms: s(&o.contacts.sms),
+                    push: s(&o.contacts.push),
+                    group: s(&o.contacts.group),
+                },
+            )
+        })
+        .collect()
+}
 
-impl Sink for ConsoleSink {
-    fn name(&self) -> &'static str {
-        "console"
+/// Builds the dispatcher of `config` (HTTP clients; no connection is made),
+/// with the daemon's console channel. `check-config` calls this too.
+pub fn build_dispatcher(config: &Config) -> anyhow::Result<Dispatcher> {
+    let cfg = dispatch_config(config)?;
+    let d = Dispatcher::new(cfg, office_addresses(config)).map_err(|e: BuildError| {
+        anyhow::anyhow!("dispatch.channels.{}: {}", e.channel, e.reason)
+    })?;
+    Ok(d.with_channel(Arc::new(ConsoleLines))?)
+}
+
+/// The dispatcher behind the shards' channel.
+pub struct DispatchSink {
+    dispatcher: Dispatcher,
+    contacts: ContactDirectory,
+    capacity: usize,
+}
+
+impl DispatchSink {
+    /// A sink over `dispatcher`, filling addresses from `contacts`; the
+    /// dispatcher's input holds at most `capacity` envelopes.
+    pub fn new(dispatcher: Dispatcher, contacts: ContactDirectory, capacity: usize) -> Self {
+        DispatchSink {
+            dispatcher,
+            contacts,
+            capacity,
+        }
     }
 
-    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Envelope>) -> BoxFuture<()> {
-        // Writing to stdout blocks: do it on a thread of its own.
-        Box::pin(async move {
-            let job = tokio::task::spawn_blocking(move || {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-                let mut n = 0u64;
-                while let Some(env) = rx.blocking_recv() {
-                    if let Err(e) = write_line(&mut out, &env) {
-                        error!(error = %e, "console sink cannot write to stdout");
+    /// The dispatcher's counters, for `/metrics`.
+    pub fn stats(&self) -> Arc<DispatchStats> {
+        self.dispatcher.stats()
+    }
+
+    /// The dead letters, for `GET /v1/dead-letters`.
+    pub fn dead_letters(&self) -> DeadLetters {
+        self.dispatcher.dead_letters()
+    }
+
+    /// Feeds the dispatcher from `rx` until every shard is gone, and runs it
+    /// until `stop`; returns what was not delivered.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Envelope>,
+        stop: CancellationToken,
+    ) -> Vec<Envelope> {
+        let (dtx, drx) = mpsc::channel(self.capacity);
+        let dispatcher = tokio::spawn(self.dispatcher.run(drx, stop.clone()));
+        let mut unsent: Vec<Envelope> = Vec::new();
+        let mut batch = Vec::with_capacity(256);
+        let mut filled = 0u64;
+        'feed: loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
                     }
-                    n += 1;
-                    // Flush when nothing else is waiting, so lines appear promptly.
-                    if rx.is_empty() {
-                        let _ = out.flush();
+                    let mut it = batch.drain(..);
+                    while let Some(mut env) = it.next() {
+                        filled += u64::from(self.contacts.fill(&mut env));
+                        // Wait for room in the dispatcher's input, but not past a stop.
+                        let permit = tokio::select! {
+                            biased;
+                            p = dtx.reserve() => p.ok(),
+                            _ = stop.cancelled() => None,
+                        };
+                        match permit {
+                            Some(p) => p.send(env),
+                            None => {
+                                unsent.push(env);
+                                unsent.extend(it);
+                                break 'feed;
+                            }
+                        }
                     }
                 }
-                let _ = out.flush();
-                debug!(notifications = n, "console sink finished");
-            });
-            if let Err(e) = job.await {
-                error!(error = %e, "console sink thread failed");
             }
+        }
+        // Whatever the shards still queued was never handed over.
+        rx.close();
+        while let Ok(env) = rx.try_recv() {
+            unsent.push(env);
+        }
+        drop(dtx);
+        debug!(filled_from_directory = filled, "dispatcher feeder finished");
+        let mut left = match dispatcher.await {
+            Ok(left) => left,
+            Err(e) => {
+                error!(error = %e, "the dispatcher task failed; what it held is lost");
+                Vec::new()
+            }
+        };
+        left.extend(unsent);
+        left
+    }
+}
+
+/// The daemon's console channel: one JSON line per notification on stdout,
+/// the object `redcloud replay` prints (a digest prints one line per
+/// notification it carries). Never an address, a name or a text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsoleLines;
+
+impl Channel for ConsoleLines {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Console
+    }
+
+    fn send(&self, msg: Arc<Outgoing>) -> BoxFuture<Result<Delivered, SendError>> {
+        Box::pin(async move {
+            let mut buf = Vec::with_capacity(256 * msg.notifications.len());
+            for n in msg.notifications.iter() {
+                serde_json::to_writer(&mut buf, n).map_err(|e| {
+                    SendError::final_(ChannelKind::Console, format!("cannot encode: {e}"))
+                })?;
+                buf.push(b'\n');
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf)
+                .and_then(|()| out.flush())
+                .map_err(|e| SendError::retriable(ChannelKind::Console, format!("stdout: {e}")))?;
+            Ok(Delivered::default())
         })
     }
 }
 
-fn write_line(out: &mut impl Write, env: &Envelope) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, &env.notification)?;
-    out.write_all(b"\n")
+/// Writes `left` as JSON lines to `<dir>/undelivered-<unix>.ndjson` (created,
+/// mode 0600: envelopes hold phone numbers and names). Returns the path.
+pub fn write_undelivered(
+    dir: &std::path::Path,
+    unix_secs: i64,
+    left: &[Envelope],
+) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut path = dir.join(format!("undelivered-{unix_secs}.ndjson"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("undelivered-{unix_secs}-{n}.ndjson"));
+        n += 1;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&path)?;
+    let mut w = std::io::BufWriter::new(file);
+    for env in left {
+        serde_json::to_writer(&mut w, env)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    w.get_ref().sync_all()?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_and_every_example_dispatch_table_validate() {
+        let c = redcloud_config::default_config();
+        let d = dispatch_config(&c).unwrap();
+        assert!(d.digest.window.is_zero(), "console-only: no digest");
+        build_dispatcher(&c).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+        let mut seen = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let c = redcloud_config::load_file(&p).unwrap();
+                build_dispatcher(&c).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "{seen}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let c = redcloud_config::from_toml_str(
+            "[dispatch.channels.sms]\nurl = \"http://127.0.0.1:1/sms\"\nsign_name = \"s\"\n\
+             template_code = \"t\"\nper_recipient = [{ limit = 1, period = \"1m\" }, { limit = 0, period = \"1h\" }]\n",
+            None,
+        )
+        .unwrap();
+        let e = dispatch_config(&c).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "dispatch.channels.sms.per_recipient[1].limit: must be at least 1"
+        );
+        assert!(
+            !format!("{c:?}").contains("127.0.0.1:1"),
+            "dispatch table printed"
+        );
+    }
+
+    #[test]
+    fn undelivered_file_is_json_lines_and_private() {
+        let dir = std::env::temp_dir().join(format!("redcloud-undelivered-{}", std::process::id()));
+        let env: Envelope = serde_json::from_str(
+            r#"{"notification":{"id":"n1","at":"2026-03-07T00:00:00+08:00","policy":"quiz","kind":"reminder","step":1,"subject":"member:a","recipient":"member:a","missed":1},"recipient_name":null,"sms":"13800000000","push":null,"org":null,"org_name":null,"org_group":null,"subject_name":null,"ticket_title":null,"deadline":null}"#,
+        )
+        .unwrap();
+        let p = write_undelivered(&dir, 1_700_000_000, &[env.clone(), env.clone()]).unwrap();
+        let p2 = write_undelivered(&dir, 1_700_000_000, std::slice::from_ref(&env)).unwrap();
+        assert_ne!(p, p2);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let back: Vec<Envelope> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, vec![env.clone(), env]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -177,8 +177,8 @@ impl Dispatcher {
     /// Runs until `rx` is closed and everything taken in is delivered or
     /// dead-lettered, or until `shutdown` is cancelled. On shutdown it stops
     /// taking in, waits up to `drain_timeout` for sends in flight and returns
-    /// every notification not yet delivered (for the daemon to keep; their ids
-    /// make a later resend idempotent).
+    /// every notification not yet delivered, including those still unread in
+    /// `rx` (for the daemon to keep; their ids make a later resend idempotent).
     pub async fn run(
         self,
         mut rx: mpsc::Receiver<Envelope>,
@@ -223,7 +223,22 @@ impl Dispatcher {
                 _ = sleep_until_opt(sleep_at) => {}
             }
         }
-        core.shutdown().await
+        // What is still in `rx` was never taken in: hand it back too, or it
+        // would be dropped with the receiver.
+        rx.close();
+        let mut unread = Vec::new();
+        while let Ok(env) = rx.try_recv() {
+            unread.push(env);
+        }
+        let mut left = core.shutdown().await;
+        if !unread.is_empty() {
+            info!(
+                unread = unread.len(),
+                "dispatcher stopped before reading its whole input"
+            );
+            left.extend(unread);
+        }
+        left
     }
 }
 
