@@ -12,10 +12,15 @@ use reqwest::StatusCode;
 use super::{ChannelKind, Scope, SendError};
 
 /// Builds a client with the channel's timeout (connect and whole request).
+/// `https://` URLs use rustls with the *ring* provider and the platform's
+/// root certificates.
 pub(crate) fn client(
     channel: ChannelKind,
     timeout: Duration,
 ) -> Result<reqwest::Client, super::BuildError> {
+    // Installing the process-wide provider fails harmlessly when another
+    // channel already did.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -117,4 +122,34 @@ pub(crate) fn short(code: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `https://` goes through rustls: a plain-TCP peer that is not TLS makes
+    /// the handshake fail, which is a retriable transport error (no panic, no
+    /// URL in the reason).
+    #[tokio::test]
+    async fn https_is_built_in_and_a_failed_handshake_is_retriable() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls").await;
+            }
+        });
+        let c = client(ChannelKind::Sms, Duration::from_secs(2)).unwrap();
+        let url = format!("https://127.0.0.1:{port}/send");
+        let err = post_json(&c, ChannelKind::Sms, &url, "id-1", &serde_json::json!({}))
+            .await
+            .err()
+            .expect("a non-TLS peer fails the handshake");
+        match err {
+            SendError::Retriable { reason, .. } => assert!(!reason.contains("127.0.0.1")),
+            other => panic!("expected a retriable error, got {other:?}"),
+        }
+    }
 }
