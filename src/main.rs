@@ -1,7 +1,7 @@
 //! `redcloud`: the command line and the wiring of the running daemon.
 //!
 //! Subcommands: `replay` (contract section 5), `calendar` (section 5),
-//! `check-config`, and `run` (the daemon, `src/daemon/`). Everything that decides is in `redcloud-engine`; this crate
+//! `check-config`, `state`, and `run` (the daemon, `src/daemon/`). Everything that decides is in `redcloud-engine`; this crate
 //! only reads files, parses arguments and prints.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -32,6 +32,8 @@ enum Command {
     /// Run the daemon: sources in, notifications out, admin API and metrics
     /// on one HTTP listener (default 127.0.0.1:8686). SIGTERM / SIGINT drain.
     Run(daemon::RunArgs),
+    /// Inspect or verify a data directory (`inspect DIR`, `verify DIR`).
+    State(cli::state::StateArgs),
     /// Validate a config file: prints `ok: FILE` or the bad key and why.
     CheckConfig {
         /// The TOML file.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Calendar(a) => cli::calendar::run(a),
         Command::CheckConfig { file } => cli::check_config(&file),
         Command::Run(a) => daemon::run(a),
+        Command::State(a) => cli::state::run(a),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,8 @@ pub(crate) struct RawDaemon {
     pub shard_capacity: usize,
     pub sink_capacity: usize,
     pub data_dir: String,
+    pub durability: String,
+    pub snapshot_interval: DurationText,
 }
 
 impl Default for RawDaemon {
@@ -47,6 +49,8 @@ impl Default for RawDaemon {
             shard_capacity: 64,
             sink_capacity: 4096,
             data_dir: "./redcloud-data".into(),
+            durability: "none".into(),
+            snapshot_interval: DurationText::new("60s"),
         }
     }
 }
@@ -77,6 +81,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether shard state survives a crash (`[daemon] durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// In memory only: a restart starts empty.
+    None,
+    /// A write-ahead log and snapshots per shard in `data_dir/shard-<n>/`;
+    /// events are acknowledged once they are on disk.
+    Wal,
+}
+
 /// `[daemon]`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -100,6 +114,10 @@ pub struct DaemonConfig {
     /// undelivered at shutdown, `undelivered-<unix>.ndjson`). Relative to the
     /// working directory; created when needed.
     pub data_dir: PathBuf,
+    /// Write-ahead log and snapshots, or memory only.
+    pub durability: Durability,
+    /// How often each shard writes a snapshot (with `durability = "wal"`).
+    pub snapshot_interval: Duration,
 }
 
 /// `[admin]`, validated.
@@ -168,8 +186,28 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
             "must not be empty (leave it out for \"./redcloud-data\")",
         ));
     }
+    let durability = match raw.durability.as_str() {
+        "none" => Durability::None,
+        "wal" => Durability::Wal,
+        other => {
+            return Err(ConfigError::invalid(
+                "daemon.durability",
+                format!("\"{other}\" is not a durability mode (use \"wal\" or \"none\")"),
+            ))
+        }
+    };
+    let snapshot_interval = std_duration("daemon.snapshot_interval", &raw.snapshot_interval)?;
+    if snapshot_interval < Duration::from_secs(1) || snapshot_interval > Duration::from_secs(86_400)
+    {
+        return Err(ConfigError::invalid(
+            "daemon.snapshot_interval",
+            "must be between 1s and 24h",
+        ));
+    }
     Ok(DaemonConfig {
         data_dir: PathBuf::from(raw.data_dir),
+        durability,
+        snapshot_interval,
         shards: raw.shards,
         tick,
         shutdown_timeout,
@@ -260,6 +298,17 @@ mod tests {
         assert!(err("[sources.redis]\nstreem = \"x\"\n").contains("unknown key `streem`"));
         assert!(err("[sources.file]\n").contains("missing key `path`"));
         assert!(err("[daemon]\ndata_dir = \" \"\n").starts_with("daemon.data_dir:"));
+        assert!(err("[daemon]\ndurability = \"disk\"\n").starts_with("daemon.durability:"));
+        assert!(err("[daemon]\nsnapshot_interval = \"10ms\"\n")
+            .starts_with("daemon.snapshot_interval:"));
+        let c = from_toml_str(
+            "[daemon]\ndurability = \"wal\"\nsnapshot_interval = \"5s\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.daemon.durability, crate::Durability::Wal);
+        assert_eq!(c.daemon.snapshot_interval, Duration::from_secs(5));
+        assert_eq!(default_config().daemon.durability, crate::Durability::None);
         let c = from_toml_str(
             "[daemon]\ndata_dir = \"/var/lib/redcloud\"\n[dispatch.routes.quiz]\nreminder = [\"console\"]\n",
             None,

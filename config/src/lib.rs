@@ -30,7 +30,7 @@ pub mod secret;
 pub mod sources;
 pub mod validate;
 
-pub use daemon::{AdminConfig, DaemonConfig, LogFormat};
+pub use daemon::{AdminConfig, DaemonConfig, Durability, LogFormat};
 pub use duration::{parse_duration, ConfigDuration};
 pub use error::ConfigError;
 pub use offices::{Office, OfficeContacts};

@@ -2,6 +2,7 @@
 
 pub mod calendar;
 pub mod replay;
+pub mod state;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -39,6 +39,7 @@ pub mod router;
 pub mod shard;
 pub mod sink;
 pub mod sources;
+pub mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -151,6 +152,15 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     let sink_task = tokio::spawn(sink.run(sink_rx, dispatch_stop.clone()));
     let mut shard_txs = Vec::with_capacity(shards_n);
     let mut shard_joins = Vec::with_capacity(shards_n);
+    let mut shard_ready = Vec::with_capacity(shards_n);
+    let durable = match dc.durability {
+        redcloud_config::Durability::None => None,
+        redcloud_config::Durability::Wal => {
+            let d = dc.data_dir.clone();
+            state_layout(&d, shards_n)?;
+            Some(d)
+        }
+    };
     for (index, m) in shard_metrics.iter().enumerate() {
         let h = shard::spawn(shard::ShardSetup {
             index,
@@ -161,10 +171,35 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             sink: sink_tx.clone(),
             capacity: dc.shard_capacity,
             contacts: contacts.clone(),
+            durable: durable.as_ref().map(|d| shard::Durable {
+                dir: d.join(format!("shard-{index}")),
+                snapshot_interval: dc.snapshot_interval,
+                segment_bytes: shard::SEGMENT_BYTES,
+            }),
         })
         .with_context(|| format!("cannot start shard {index}"))?;
         shard_txs.push(h.tx);
         shard_joins.push(h.join);
+        shard_ready.push(h.ready);
+    }
+    // Recovery runs on the shard threads, in parallel; nothing is served
+    // before every shard has its state back.
+    let recovered = tokio::task::spawn_blocking(move || {
+        shard_ready
+            .into_iter()
+            .map(|r| {
+                r.recv()
+                    .unwrap_or_else(|_| Err("the shard thread ended".into()))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .context("shard recovery")?;
+    for (index, r) in recovered.into_iter().enumerate() {
+        match r {
+            Ok(summary) => info!(shard = index, "state: {summary}"),
+            Err(e) => anyhow::bail!("shard {index} cannot recover its state: {e}"),
+        }
     }
     let sink_weak = sink_tx.downgrade();
     drop(sink_tx);
@@ -291,6 +326,38 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             "shutdown timed out; events not acknowledged yet will be redelivered by their sources"
         );
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Checks (or, on first use, records) the shard count the data directory was
+/// written with: events are routed by `hash % shards`, so a directory is only
+/// valid for the count it was written with.
+fn state_layout(dir: &std::path::Path, shards: usize) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create daemon.data_dir {}", dir.display()))?;
+    let meta = dir.join("state.toml");
+    match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let want = format!("shards = {shards}");
+            if text.lines().map(str::trim).any(|l| l == want) {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{}: the state there was written with another shard count ({}); this daemon runs {shards} shards. Set [daemon] shards to the recorded count (re-sharding a data directory is not supported yet)",
+                    meta.display(),
+                    text.trim()
+                )
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join("state.toml.tmp");
+            std::fs::write(&tmp, format!("format = 1\nshards = {shards}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &meta))
+                .and_then(|()| wal::sync_dir(dir))
+                .with_context(|| format!("cannot write {}", meta.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", meta.display())),
     }
 }
 

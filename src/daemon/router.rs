@@ -62,6 +62,7 @@ pub async fn run(
                         ev: ev.clone(),
                         done: Done::All(fan.clone()),
                         source,
+                        raw: d.payload.clone(),
                     });
                 }
             } else {
@@ -70,6 +71,7 @@ pub async fn run(
                     ev,
                     done: Done::One(d.ack),
                     source,
+                    raw: d.payload,
                 });
             }
         }

@@ -11,26 +11,43 @@
 //! [`Clock`]'s now, so day closes and ticket timers fire when no events come.
 //! The engine rules are the replay's: the same `Engine` code serves both.
 //!
-//! Acknowledgement: an event's [`Acker`] is consumed right after the engine has
-//! applied it (`ack`, or `duplicate` for an id already applied). An
-//! `org.upserted` goes to every shard; its [`Fanout`] acks once all have.
+//! Acknowledgement: an event's [`Acker`] is consumed once the engine has
+//! applied it (`ack`, or `duplicate` for an id already applied) and, with
+//! `[daemon] durability = "wal"`, once the batch it came in is on disk: the
+//! shard appends every applied event (and every processing-time advance) to
+//! its write-ahead log ([`super::wal`]), commits the batch with one fsync, and
+//! only then acks and hands the batch's notifications to the sink. An
+//! `org.upserted` goes to every shard (and into every shard's log); its
+//! [`Fanout`] acks once all have.
+//!
+//! Recovery (before the shard serves anything): the newest snapshot that
+//! restores, then the log records after it, through the same `Engine::apply`
+//! and `Engine::advance`. Every `[daemon] snapshot_interval`, and at a
+//! graceful stop, the shard writes a snapshot on its own thread.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use redcloud_connectors::source::Acker;
-use redcloud_engine::event::{Body, Event};
+use redcloud_engine::event::{decode, Body, Event};
 use redcloud_engine::notify::{Envelope, Notification, PolicyRef};
 use redcloud_engine::policy::EngineConfig;
 use redcloud_engine::ticket::{StatCounts, StatsRow};
+use redcloud_engine::time::Ts;
 use redcloud_engine::{Engine, MemberView, Outcome, TicketView};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::clock::Clock;
 use super::contacts::ContactDirectory;
 use super::metrics::{kind_index, ShardMetrics};
+use super::wal::{self, Wal, KIND_ADVANCE, KIND_EVENT};
+
+/// Size after which a shard starts a new log segment.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Own ticket counts by org id and month, as `Engine::own_stats` returns them.
 pub type OwnStats = Vec<((String, u32), StatCounts)>;
@@ -106,6 +123,8 @@ pub struct RoutedEvent {
     pub done: Done,
     /// Index of its source in the daemon's source list.
     pub source: usize,
+    /// The event's JSON bytes as received (what the write-ahead log keeps).
+    pub raw: Bytes,
 }
 
 /// A running shard.
@@ -115,6 +134,19 @@ pub struct ShardHandle {
     pub tx: mpsc::Sender<ShardMsg>,
     /// Its thread.
     pub join: std::thread::JoinHandle<()>,
+    /// One message once the shard has recovered (a summary) or failed to.
+    pub ready: std::sync::mpsc::Receiver<Result<String, String>>,
+}
+
+/// Where and how a shard keeps its state on disk.
+#[derive(Clone, Debug)]
+pub struct Durable {
+    /// `data_dir/shard-<n>`.
+    pub dir: PathBuf,
+    /// Time between snapshots.
+    pub snapshot_interval: Duration,
+    /// Segment size.
+    pub segment_bytes: u64,
 }
 
 /// What a shard needs to start.
@@ -136,11 +168,14 @@ pub struct ShardSetup {
     /// The shared directory of member contacts this shard mirrors its own
     /// members' contacts into.
     pub contacts: ContactDirectory,
+    /// The write-ahead log and snapshots, if durable.
+    pub durable: Option<Durable>,
 }
 
 /// Starts a shard thread.
 pub fn spawn(setup: ShardSetup) -> std::io::Result<ShardHandle> {
     let (tx, rx) = mpsc::channel(setup.capacity);
+    let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
     let join = std::thread::Builder::new()
         .name(format!("redcloud-shard-{}", setup.index))
         .spawn(move || {
@@ -151,12 +186,13 @@ pub fn spawn(setup: ShardSetup) -> std::io::Result<ShardHandle> {
                 Ok(rt) => rt,
                 Err(e) => {
                     error!(shard = setup.index, error = %e, "shard cannot start its runtime");
+                    let _ = ready_tx.send(Err(format!("cannot start its runtime: {e}")));
                     return;
                 }
             };
-            rt.block_on(run(setup, rx));
+            rt.block_on(run(setup, rx, ready_tx));
         })?;
-    Ok(ShardHandle { tx, join })
+    Ok(ShardHandle { tx, join, ready })
 }
 
 struct Shard {
@@ -168,24 +204,143 @@ struct Shard {
     out: Vec<Notification>,
     streaks: usize,
     contacts: ContactDirectory,
+    wal: Option<Wal>,
+    acks: Vec<(Done, bool)>,
 }
 
-async fn run(setup: ShardSetup, mut rx: mpsc::Receiver<ShardMsg>) {
+/// Loads the newest snapshot that restores and replays the log after it.
+/// Returns the engine, the open log, the notifications the replay decided
+/// and a summary for the log.
+fn recover(
+    setup: &ShardSetup,
+    d: &Durable,
+    out: &mut Vec<Notification>,
+) -> Result<(Engine, Wal, String), String> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&d.dir).map_err(|e| format!("{}: {e}", d.dir.display()))?;
+    if let Ok(rd) = std::fs::read_dir(&d.dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".bin.tmp") {
+                warn!(shard = setup.index, file = %e.path().display(),
+                    "removing a snapshot that was not finished");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut restored = None;
+    let snaps = wal::snapshots(&d.dir).map_err(|e| format!("{}: {e}", d.dir.display()))?;
+    for (seq, path) in snaps {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(shard = setup.index, file = %path.display(), error = %e,
+                    "snapshot skipped: cannot read it");
+                continue;
+            }
+        };
+        match Engine::restore(setup.config.clone(), &bytes) {
+            Ok(engine) => {
+                restored = Some((engine, seq, bytes.len()));
+                break;
+            }
+            Err(e) => warn!(shard = setup.index, file = %path.display(), error = %e,
+                "snapshot skipped: it does not restore; trying an older one"),
+        }
+    }
+    let (mut engine, base, size) =
+        restored.unwrap_or_else(|| (Engine::new(setup.config.clone()), 0, 0));
+    let mut undecodable = 0u64;
+    let levels = setup.config.levels.clone();
+    let (log, rec) = Wal::open(&d.dir, base, d.segment_bytes, |r| match r.kind {
+        KIND_EVENT => match decode(&r.payload, &levels) {
+            Ok(ev) => {
+                engine.apply(&ev, out);
+            }
+            Err(_) => undecodable += 1,
+        },
+        KIND_ADVANCE => {
+            let us = i64::from_le_bytes(r.payload.as_slice().try_into().unwrap_or_default());
+            engine.advance(Ts(us), out);
+        }
+        _ => {}
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some((path, offset, dropped, reason)) = &rec.truncated {
+        warn!(shard = setup.index, file = %path.display(), offset, dropped_bytes = dropped,
+            reason = %reason,
+            "torn write-ahead log tail cut off (a write interrupted by a crash; nothing in it was acknowledged)");
+    }
+    if undecodable > 0 {
+        warn!(
+            shard = setup.index,
+            undecodable, "log records that no longer decode were skipped"
+        );
+    }
+    // Publish the recovered members' contacts for the other shards.
+    let dir = engine.directory();
+    for i in 0..dir.member_ids.len() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        if dir.member_contacts(i).is_some() {
+            setup.contacts.mirror(&engine, dir.member_ids.get(i));
+        }
+    }
+    let summary = format!(
+        "snapshot seq {base} ({size} bytes), {} log records replayed from {} segments, last seq {}, {} notifications re-decided, {:.1} ms",
+        rec.replayed,
+        rec.segments,
+        rec.last_seq,
+        out.len(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok((engine, log, summary))
+}
+
+async fn run(
+    setup: ShardSetup,
+    mut rx: mpsc::Receiver<ShardMsg>,
+    ready: std::sync::mpsc::SyncSender<Result<String, String>>,
+) {
+    let mut out = Vec::new();
+    let (engine, log, summary) = match &setup.durable {
+        Some(d) => match recover(&setup, d, &mut out) {
+            Ok((e, l, s)) => (e, Some(l), s),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        },
+        None => (
+            Engine::new(setup.config.clone()),
+            None,
+            "in memory only".to_string(),
+        ),
+    };
     let mut shard = Shard {
         index: setup.index,
         streaks: setup.config.streaks.len(),
-        engine: Engine::new(setup.config),
+        engine,
         metrics: setup.metrics,
         sink: setup.sink,
         sink_closed: false,
-        out: Vec::new(),
+        out,
         contacts: setup.contacts,
+        wal: log,
+        acks: Vec::new(),
     };
+    let _ = ready.send(Ok(summary));
     // The first advance only sets the watermark: nothing before now fires.
-    shard.engine.advance(setup.clock.now(), &mut shard.out);
+    shard.advance(setup.clock.now());
+    shard.commit();
+    shard.flush().await;
     shard.publish();
     let mut tick = tokio::time::interval(setup.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = setup
+        .durable
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |d| d.snapshot_interval);
+    let mut snap = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    snap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
     debug!(shard = shard.index, "shard started");
     loop {
@@ -198,16 +353,21 @@ async fn run(setup: ShardSetup, mut rx: mpsc::Receiver<ShardMsg>) {
                 for msg in batch.drain(..) {
                     stop |= shard.handle(msg);
                 }
+                shard.commit();
                 shard.flush().await;
                 shard.publish();
                 if stop {
+                    shard.snapshot();
                     break;
                 }
             }
             _ = tick.tick() => {
-                shard.engine.advance(setup.clock.now(), &mut shard.out);
+                shard.advance(setup.clock.now());
                 shard.flush().await;
                 shard.publish();
+            }
+            _ = snap.tick(), if shard.wal.is_some() => {
+                shard.snapshot();
             }
         }
     }
@@ -215,12 +375,63 @@ async fn run(setup: ShardSetup, mut rx: mpsc::Receiver<ShardMsg>) {
 }
 
 impl Shard {
+    /// Advances the engine to `to`, logging the advance first when it moves
+    /// the watermark (replay must see the same lateness decisions).
+    fn advance(&mut self, to: Ts) {
+        if let Some(w) = self.wal.as_mut() {
+            if self.engine.watermark().is_none_or(|m| to > m) {
+                w.append(KIND_ADVANCE, &to.0.to_le_bytes());
+            }
+        }
+        self.engine.advance(to, &mut self.out);
+    }
+
+    /// Puts what the log buffered on disk, then acknowledges the events it
+    /// holds. A log that cannot be written stops the process: the events not
+    /// acknowledged are redelivered by their sources after a restart.
+    fn commit(&mut self) {
+        if let Some(w) = self.wal.as_mut() {
+            if let Err(e) = w.commit() {
+                error!(shard = self.index, error = %e,
+                    "CANNOT WRITE THE WRITE-AHEAD LOG: exiting without acknowledging; unacknowledged events will be redelivered after a restart");
+                std::process::exit(70);
+            }
+        }
+        for (done, duplicate) in self.acks.drain(..) {
+            match done {
+                Done::One(a) if duplicate => a.duplicate(),
+                Done::One(a) => a.ack(),
+                Done::All(f) => f.finish(duplicate),
+            }
+        }
+    }
+
+    /// Writes a snapshot of the engine covering the log so far.
+    fn snapshot(&mut self) {
+        let Some(w) = self.wal.as_mut() else { return };
+        let start = Instant::now();
+        if let Err(e) = w.commit() {
+            error!(shard = self.index, error = %e,
+                "CANNOT WRITE THE WRITE-AHEAD LOG: exiting");
+            std::process::exit(70);
+        }
+        let seq = w.last_seq();
+        let bytes = self.engine.snapshot();
+        match wal::write_snapshot(w.dir(), seq, &bytes) {
+            Ok(path) => info!(shard = self.index, seq, bytes = bytes.len(),
+                file = %path.display(), ms = start.elapsed().as_secs_f64() * 1e3,
+                "snapshot written"),
+            Err(e) => warn!(shard = self.index, seq, error = %e,
+                "cannot write a snapshot; the log keeps growing until one succeeds"),
+        }
+    }
+
     /// Handles one message; `true` on [`ShardMsg::Stop`].
     fn handle(&mut self, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Events(batch) => {
                 for e in batch {
-                    self.apply(&e.ev, e.done, e.source);
+                    self.apply(&e.ev, &e.raw, e.done, e.source);
                 }
             }
             ShardMsg::Member(id, reply) => {
@@ -242,10 +453,22 @@ impl Shard {
         false
     }
 
-    /// Applies one event, counts it and consumes its Acker.
-    fn apply(&mut self, ev: &Event<'static>, done: Done, source: usize) {
+    /// Logs and applies one event, counts it and queues its Acker for the
+    /// batch's [`Shard::commit`].
+    fn apply(&mut self, ev: &Event<'static>, raw: &[u8], done: Done, source: usize) {
         let start = Instant::now();
+        let mark = self.wal.as_mut().map(|w| {
+            let m = w.mark();
+            w.append(KIND_EVENT, raw);
+            m
+        });
         let outcome = self.engine.apply(ev, &mut self.out);
+        if let (Some(w), Some(m)) = (self.wal.as_mut(), mark) {
+            if outcome == Outcome::Duplicate {
+                // Changed nothing: the log need not keep it.
+                w.unappend(m);
+            }
+        }
         self.metrics
             .latency
             .record(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
@@ -272,11 +495,7 @@ impl Shard {
                 n.fetch_add(1, Ordering::Relaxed);
             }
         }
-        match done {
-            Done::One(a) if duplicate => a.duplicate(),
-            Done::One(a) => a.ack(),
-            Done::All(f) => f.finish(duplicate),
-        }
+        self.acks.push((done, duplicate));
     }
 
     /// Hands the notifications decided so far to the sink (waiting for room).
