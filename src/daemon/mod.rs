@@ -161,6 +161,8 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             Some(d)
         }
     };
+    // The largest event time routed so far, shared by the router and shards.
+    let event_time = Arc::new(AtomicI64::new(i64::MIN));
     for (index, m) in shard_metrics.iter().enumerate() {
         let h = shard::spawn(shard::ShardSetup {
             index,
@@ -171,6 +173,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             sink: sink_tx.clone(),
             capacity: dc.shard_capacity,
             contacts: contacts.clone(),
+            event_time: event_time.clone(),
             durable: durable.as_ref().map(|d| shard::Durable {
                 dir: d.join(format!("shard-{index}")),
                 snapshot_interval: dc.snapshot_interval,
@@ -205,7 +208,13 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     drop(sink_tx);
     let (tx, rx) = mpsc::channel(dc.pipeline_capacity);
     let levels: Arc<[String]> = engine_cfg.levels.clone().into();
-    let router_task = tokio::spawn(router::run(rx, shard_txs.clone(), levels, entries.clone()));
+    let router_task = tokio::spawn(router::run(
+        rx,
+        shard_txs.clone(),
+        levels,
+        entries.clone(),
+        event_time,
+    ));
 
     // The listener: admin API, health, metrics, ingest.
     let shutdown = CancellationToken::new();

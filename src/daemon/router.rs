@@ -8,11 +8,12 @@
 //! id. Sends wait for room in the shard's bounded inbox, so a slow shard slows
 //! the router, which slows the sources (backpressure).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use redcloud_connectors::source::Delivery;
 use redcloud_engine::event::{decode, Body};
+use redcloud_engine::time::Ts;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use xxhash_rust::xxh3::xxh3_64;
@@ -27,13 +28,22 @@ pub fn shard_of(key: &str, shards: usize) -> usize {
 
 /// Routes deliveries until `rx` is closed and empty, then asks every shard to
 /// stop once it has finished what it was sent.
+///
+/// Event time across shards: each routed event carries the largest `at` of
+/// the events routed before it (its `hint`), and after each batch has been
+/// handed to every shard the router publishes the largest `at` so far in
+/// `event_time`. Shards advance to these, so the sharded daemon closes days
+/// and fires timers exactly as one engine applying the events in routing order
+/// would (`redcloud replay`), even when events run ahead of the wall clock.
 pub async fn run(
     mut rx: mpsc::Receiver<Delivery>,
     shards: Vec<mpsc::Sender<ShardMsg>>,
     levels: Arc<[String]>,
     sources: Vec<Arc<SourceEntry>>,
+    event_time: Arc<AtomicI64>,
 ) {
     let n = shards.len();
+    let mut max_at = event_time.load(Ordering::Acquire);
     let mut batch = Vec::with_capacity(256);
     let mut per_shard: Vec<Vec<RoutedEvent>> = (0..n).map(|_| Vec::new()).collect();
     'outer: while rx.recv_many(&mut batch, 256).await > 0 {
@@ -55,6 +65,8 @@ pub async fn run(
                     continue;
                 }
             };
+            let hint = Ts(max_at);
+            max_at = max_at.max(ev.at.0);
             if matches!(ev.body, Body::OrgUpserted { .. }) {
                 let fan = Fanout::new(n, d.ack);
                 for q in per_shard.iter_mut() {
@@ -63,6 +75,7 @@ pub async fn run(
                         done: Done::All(fan.clone()),
                         source,
                         raw: d.payload.clone(),
+                        hint,
                     });
                 }
             } else {
@@ -72,6 +85,7 @@ pub async fn run(
                     done: Done::One(d.ack),
                     source,
                     raw: d.payload,
+                    hint,
                 });
             }
         }
@@ -86,6 +100,7 @@ pub async fn run(
                 break 'outer;
             }
         }
+        event_time.store(max_at, Ordering::Release);
     }
     for tx in &shards {
         let _ = tx.send(ShardMsg::Stop).await;
