@@ -339,8 +339,11 @@ fn nice(v: f64) -> String {
         format!("{:.0}k", v / 1e3)
     } else if a >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if a >= 1.0 || a == 0.0 {
         format!("{v:.1}")
+    } else {
+        // Short runs have sub-second axes: two digits keep ticks distinct.
+        format!("{v:.2}")
     }
 }
 
