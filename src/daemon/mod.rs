@@ -161,8 +161,8 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             Some(d)
         }
     };
-    // The largest event time routed so far, shared by the router and shards.
-    let event_time = Arc::new(AtomicI64::new(i64::MIN));
+    // The event time routed so far, shared by the router and the shards.
+    let event_time = Arc::new(router::EventTime::new());
     for (index, m) in shard_metrics.iter().enumerate() {
         let h = shard::spawn(shard::ShardSetup {
             index,

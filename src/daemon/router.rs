@@ -8,18 +8,66 @@
 //! id. Sends wait for room in the shard's bounded inbox, so a slow shard slows
 //! the router, which slows the sources (backpressure).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redcloud_connectors::source::Delivery;
 use redcloud_engine::event::{decode, Body};
-use redcloud_engine::time::Ts;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::metrics::{reason_class, SourceEntry, REASON_CLASSES};
 use super::shard::{Done, Fanout, RoutedEvent, ShardMsg};
+
+/// The event time the router has handed out, for shards that fall behind.
+///
+/// Each shard's watermark moves with its own events and the wall clock, so
+/// producers slightly out of step with each other make events late only within
+/// a shard. But when events run ahead of the wall clock (a backlog or a replay
+/// pushed into the daemon), a shard that got few of them would close its days
+/// only when the wall clock gets there. So once the router has been idle for a
+/// quiet period (no more events in flight from any producer), shards with
+/// nothing queued advance to the largest `at` routed: the daemon then ends in
+/// the state `redcloud replay` reaches for the same events.
+#[derive(Debug)]
+pub struct EventTime {
+    max_at: AtomicI64,
+    last_routed_ms: AtomicU64,
+    base: Instant,
+}
+
+impl EventTime {
+    /// Nothing routed yet.
+    pub fn new() -> EventTime {
+        EventTime {
+            max_at: AtomicI64::new(i64::MIN),
+            last_routed_ms: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+
+    fn publish(&self, max_at: i64) {
+        self.max_at.store(max_at, Ordering::Release);
+        let now = self.base.elapsed().as_millis() as u64;
+        self.last_routed_ms.store(now, Ordering::Release);
+    }
+
+    /// The largest `at` routed, once the router has been idle for `quiet`.
+    pub fn settled(&self, quiet: Duration) -> Option<i64> {
+        let last = self.last_routed_ms.load(Ordering::Acquire);
+        let now = self.base.elapsed().as_millis() as u64;
+        let max = self.max_at.load(Ordering::Acquire);
+        (max != i64::MIN && now.saturating_sub(last) >= quiet.as_millis() as u64).then_some(max)
+    }
+}
+
+impl Default for EventTime {
+    fn default() -> Self {
+        EventTime::new()
+    }
+}
 
 /// The shard that owns `key` among `shards`.
 pub fn shard_of(key: &str, shards: usize) -> usize {
@@ -29,21 +77,17 @@ pub fn shard_of(key: &str, shards: usize) -> usize {
 /// Routes deliveries until `rx` is closed and empty, then asks every shard to
 /// stop once it has finished what it was sent.
 ///
-/// Event time across shards: each routed event carries the largest `at` of
-/// the events routed before it (its `hint`), and after each batch has been
-/// handed to every shard the router publishes the largest `at` so far in
-/// `event_time`. Shards advance to these, so the sharded daemon closes days
-/// and fires timers exactly as one engine applying the events in routing order
-/// would (`redcloud replay`), even when events run ahead of the wall clock.
+/// After each batch has been handed to every shard, the router publishes the
+/// largest `at` routed so far in `event_time` (see [`EventTime`]).
 pub async fn run(
     mut rx: mpsc::Receiver<Delivery>,
     shards: Vec<mpsc::Sender<ShardMsg>>,
     levels: Arc<[String]>,
     sources: Vec<Arc<SourceEntry>>,
-    event_time: Arc<AtomicI64>,
+    event_time: Arc<EventTime>,
 ) {
     let n = shards.len();
-    let mut max_at = event_time.load(Ordering::Acquire);
+    let mut max_at = i64::MIN;
     let mut batch = Vec::with_capacity(256);
     let mut per_shard: Vec<Vec<RoutedEvent>> = (0..n).map(|_| Vec::new()).collect();
     'outer: while rx.recv_many(&mut batch, 256).await > 0 {
@@ -65,7 +109,6 @@ pub async fn run(
                     continue;
                 }
             };
-            let hint = Ts(max_at);
             max_at = max_at.max(ev.at.0);
             if matches!(ev.body, Body::OrgUpserted { .. }) {
                 let fan = Fanout::new(n, d.ack);
@@ -75,7 +118,6 @@ pub async fn run(
                         done: Done::All(fan.clone()),
                         source,
                         raw: d.payload.clone(),
-                        hint,
                     });
                 }
             } else {
@@ -85,7 +127,6 @@ pub async fn run(
                     done: Done::One(d.ack),
                     source,
                     raw: d.payload,
-                    hint,
                 });
             }
         }
@@ -100,7 +141,7 @@ pub async fn run(
                 break 'outer;
             }
         }
-        event_time.store(max_at, Ordering::Release);
+        event_time.publish(max_at);
     }
     for tx in &shards {
         let _ = tx.send(ShardMsg::Stop).await;

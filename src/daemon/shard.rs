@@ -26,7 +26,7 @@
 //! graceful stop, the shard writes a snapshot on its own thread.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,10 +125,6 @@ pub struct RoutedEvent {
     pub source: usize,
     /// The event's JSON bytes as received (what the write-ahead log keeps).
     pub raw: Bytes,
-    /// The largest `at` among the events routed before this one, to any
-    /// shard: the shard first advances to it, so that every shard sees the
-    /// watermark a single engine applying the events in routing order would.
-    pub hint: Ts,
 }
 
 /// A running shard.
@@ -174,10 +170,9 @@ pub struct ShardSetup {
     pub contacts: ContactDirectory,
     /// The write-ahead log and snapshots, if durable.
     pub durable: Option<Durable>,
-    /// The largest `at` the router has handed to the shards (µs): a shard with
-    /// nothing queued advances to it on its tick, so that when events run ahead
-    /// of the wall clock an idle shard still closes the days the others close.
-    pub event_time: Arc<AtomicI64>,
+    /// The event time the router has handed out: once it has settled, a shard
+    /// with nothing queued advances to it on its tick.
+    pub event_time: Arc<super::router::EventTime>,
 }
 
 /// Starts a shard thread.
@@ -370,13 +365,15 @@ async fn run(
                 }
             }
             _ = tick.tick() => {
-                // The router publishes `event_time` only after handing the
-                // batch to every shard: with nothing queued here, every event
-                // routed before it has been applied, so advancing to it makes
-                // none of them late.
+                // The router publishes event time only after handing the batch
+                // to every shard, and it counts as settled only after a quiet
+                // period: with nothing queued here, every event routed before
+                // it has been applied, so advancing to it makes none late.
                 let mut to = setup.clock.now();
                 if rx.is_empty() {
-                    to = to.max(Ts(setup.event_time.load(Ordering::Acquire)));
+                    if let Some(at) = setup.event_time.settled(2 * setup.tick) {
+                        to = to.max(Ts(at));
+                    }
                 }
                 shard.advance(to);
                 shard.flush().await;
@@ -447,9 +444,6 @@ impl Shard {
         match msg {
             ShardMsg::Events(batch) => {
                 for e in batch {
-                    if self.engine.watermark().is_some_and(|w| e.hint > w) {
-                        self.advance(e.hint);
-                    }
                     self.apply(&e.ev, &e.raw, e.done, e.source);
                 }
             }
