@@ -149,6 +149,7 @@ async fn a_full_pipeline_gets_429_with_retry_after() -> Result<()> {
         payload: login("x").into(),
         source: "test".into(),
         ack: Acker::noop(),
+        decoded: None,
     })
     .await?;
     let (status, retry, json) = post(src.router(tx), format!("{}\n", login("e1"))).await?;

@@ -96,8 +96,12 @@ pub async fn run(
                 .iter()
                 .position(|s| s.name == d.source)
                 .unwrap_or(usize::MAX);
-            let ev = match decode(&d.payload, &levels) {
-                Ok(ev) => ev.into_owned(),
+            let decoded = match d.decoded {
+                Some(ev) => Ok(*ev),
+                None => decode(&d.payload, &levels).map(|ev| ev.into_owned()),
+            };
+            let ev = match decoded {
+                Ok(ev) => ev,
                 Err(r) => {
                     let class = reason_class(&r.reason);
                     if let Some(s) = sources.get(source) {

@@ -86,6 +86,10 @@ pub struct Delivery {
     pub source: Arc<str>,
     /// Consume exactly once: [`Acker::ack`] after apply, [`Acker::reject`] if malformed.
     pub ack: Acker,
+    /// The event, when the source already decoded and validated the payload
+    /// (HTTP does, to answer per line): the pipeline then skips decoding it
+    /// again.
+    pub decoded: Option<Box<redcloud_engine::event::Event<'static>>>,
 }
 
 impl fmt::Debug for Delivery {

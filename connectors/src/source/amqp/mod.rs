@@ -367,6 +367,7 @@ impl Supervisor {
                                 generation: s.generation,
                                 tag,
                             }),
+                            decoded: None,
                         });
                     }
                     Some(Err(e)) => break Some(format!("consumer error: {e}")),

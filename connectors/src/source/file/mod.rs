@@ -146,6 +146,7 @@ impl FileSource {
                 payload: Bytes::from(buf),
                 source: self.name.clone(),
                 ack,
+                decoded: None,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,

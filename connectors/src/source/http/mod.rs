@@ -137,7 +137,7 @@ impl HttpIngest {
 
 async fn ingest(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut answer = Answer::default();
-    let mut good: Vec<(usize, Bytes)> = Vec::new();
+    let mut good: Vec<(usize, Bytes, Box<redcloud_engine::event::Event<'static>>)> = Vec::new();
     let mut start = 0usize;
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         let begin = start;
@@ -150,7 +150,11 @@ async fn ingest(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
             continue;
         }
         match redcloud_engine::event::decode(line, &st.levels) {
-            Ok(_) => good.push((i + 1, body.slice(begin..begin + line.len()))),
+            Ok(ev) => good.push((
+                i + 1,
+                body.slice(begin..begin + line.len()),
+                Box::new(ev.into_owned()),
+            )),
             Err(r) => answer.rejected.push(BadLine {
                 line: i + 1,
                 reason: r.reason,
@@ -165,7 +169,7 @@ async fn ingest(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
     // Enqueue: wait a bounded time for room, line by line.
     let mut waiting: Vec<(usize, oneshot::Receiver<Outcome>)> = Vec::with_capacity(good.len());
     let mut full = false;
-    for (line, payload) in good {
+    for (line, payload, decoded) in good {
         let permit = match timeout(st.config.enqueue_timeout, st.tx.reserve()).await {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => {
@@ -183,6 +187,7 @@ async fn ingest(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
             payload,
             source: st.name.clone(),
             ack: Acker::reply(otx),
+            decoded: Some(decoded),
         });
         st.stats.add_received(1);
         waiting.push((line, orx));

@@ -347,6 +347,7 @@ impl Shared {
                 id: id.into_boxed_str(),
                 event,
             }),
+            decoded: None,
         };
         tokio::select! {
             _ = shutdown.cancelled() => Err(Stop::Shutdown),
