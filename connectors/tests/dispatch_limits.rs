@@ -451,3 +451,47 @@ async fn retries_are_bounded_and_shutdown_returns_what_is_left() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].notification.id, "late");
 }
+
+/// Sends from before a restart (the daemon's outbox keeps them) still count:
+/// a number that got an SMS 30 s before the start, with a limit of one per
+/// minute, gets the next one 30 s after the start, not at once.
+#[tokio::test(start_paused = true)]
+async fn sends_from_before_a_restart_still_count_in_the_windows() {
+    use redcloud_connectors::dispatch::PastSend;
+    let cfg = config(&format!(
+        "{BASE}\n[digest]\nwindow = \"0\"\n[routes.default]\ndefault = [\"sms\"]\n"
+    ));
+    let (d, [sms, _, _]) = dispatcher(cfg.clone(), noon());
+    let number = "13800000000";
+    let d = d.with_history(vec![
+        PastSend {
+            channel: ChannelKind::Sms,
+            recipient_key: xxhash_rust::xxh3::xxh3_64(number.as_bytes()),
+            unix_ms: noon() - 30_000,
+        },
+        // Another number's send changes nothing for this one.
+        PastSend {
+            channel: ChannelKind::Sms,
+            recipient_key: xxhash_rust::xxh3::xxh3_64(b"13900000000"),
+            unix_ms: noon() - 1_000,
+        },
+    ]);
+    let mut e = env("r1", "reminder", 1, "member:m1", "member:m1");
+    e.sms = Some(number.into());
+    let start = tokio::time::Instant::now();
+    let left = run_all(d, vec![e.clone()]).await;
+    assert!(left.is_empty());
+    let recs = sms.records();
+    assert_eq!(recs.len(), 1);
+    let waited = recs[0].at.duration_since(start);
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "sent {waited:?} after the start"
+    );
+
+    // Without the history it goes at once.
+    let (d, [sms, _, _]) = dispatcher(cfg, noon());
+    let start = tokio::time::Instant::now();
+    run_all(d, vec![e]).await;
+    assert!(sms.records()[0].at.duration_since(start) < Duration::from_secs(1));
+}

@@ -11,6 +11,9 @@ use tokio::time::Instant;
 pub struct Clock {
     origin: Instant,
     origin_unix_ms: i64,
+    /// Monotonic time of the origin (nanoseconds): instants up to this long
+    /// before it still have a time ([`Clock::with_past`]).
+    offset: u64,
 }
 
 impl Clock {
@@ -28,29 +31,43 @@ impl Clock {
         Clock {
             origin: Instant::now(),
             origin_unix_ms: unix_ms,
+            offset: 0,
         }
     }
 
-    /// Nanoseconds since the origin.
-    #[inline]
-    pub fn now(&self) -> u64 {
-        u64::try_from(Instant::now().duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    /// The same clock, but starting `past` later, so that instants up to
+    /// `past` before its origin have a monotonic time: sends remembered from
+    /// before a restart.
+    pub fn with_past(self, past: std::time::Duration) -> Clock {
+        Clock {
+            offset: u64::try_from(past.as_nanos()).unwrap_or(u64::MAX / 4),
+            ..self
+        }
     }
 
-    /// The tokio instant of `t`.
+    /// Nanoseconds since the origin (plus the past it keeps).
+    #[inline]
+    pub fn now(&self) -> u64 {
+        u64::try_from(Instant::now().duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX / 2)
+            .saturating_add(self.offset)
+    }
+
+    /// The tokio instant of `t` (the origin if earlier).
     pub fn instant(&self, t: u64) -> Instant {
-        self.origin + std::time::Duration::from_nanos(t)
+        self.origin + std::time::Duration::from_nanos(t.saturating_sub(self.offset))
     }
 
     /// Wall-clock milliseconds of `t`.
     pub fn unix_ms(&self, t: u64) -> i64 {
-        self.origin_unix_ms + (t / 1_000_000) as i64
+        self.origin_unix_ms + (t as i128 - self.offset as i128).div_euclid(1_000_000) as i64
     }
 
-    /// The monotonic time of wall-clock `unix_ms` (the origin if earlier).
+    /// The monotonic time of wall-clock `unix_ms` (0 if earlier than the
+    /// past the clock keeps).
     pub fn from_unix_ms(&self, unix_ms: i64) -> u64 {
-        let ms = (unix_ms - self.origin_unix_ms).max(0) as u64;
-        ms.saturating_mul(1_000_000)
+        let ns = i128::from(unix_ms - self.origin_unix_ms) * 1_000_000 + self.offset as i128;
+        u64::try_from(ns.max(0)).unwrap_or(u64::MAX / 2)
     }
 }
 

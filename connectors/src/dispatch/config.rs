@@ -710,6 +710,17 @@ impl DispatchConfig {
     pub fn channel(&self, kind: ChannelKind) -> Option<&ChannelConfig> {
         self.channels[kind.index()].as_ref()
     }
+
+    /// The longest per-recipient window of any channel: how far back sends
+    /// must be remembered (across a restart too) to keep every window.
+    pub fn history_horizon(&self) -> Duration {
+        self.channels
+            .iter()
+            .flatten()
+            .flat_map(|c| c.per_recipient.iter().map(|w| w.period))
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

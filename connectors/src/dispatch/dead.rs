@@ -59,7 +59,9 @@ impl DeadLetters {
         }
     }
 
-    pub(crate) fn push(&self, view: DeadLetterView, envs: Vec<Envelope>) {
+    /// Keeps one (the oldest goes when full). The daemon also puts back the
+    /// dead letters its outbox remembered across a restart.
+    pub fn push(&self, view: DeadLetterView, envs: Vec<Envelope>) {
         let mut g = self.inner.lock().expect("dead letters lock");
         if g.cap == 0 {
             return;

@@ -88,6 +88,45 @@ impl fmt::Debug for OfficeAddresses {
     }
 }
 
+/// What the dispatcher reports as it goes, for a durable outbox
+/// ([`Dispatcher::with_journal`]): every attempt that came back and every
+/// dead letter. Never logged (envelopes hold addresses).
+#[derive(Clone, Debug)]
+pub enum Journal {
+    /// An attempt's answer came back: it counts in the recipient's windows.
+    /// `delivered` holds the notification ids it delivered (empty when it
+    /// failed).
+    Attempt {
+        /// The channel.
+        channel: ChannelKind,
+        /// The recipient's key on it (a hash of the address).
+        recipient_key: u64,
+        /// When the answer came back, wall-clock milliseconds.
+        unix_ms: i64,
+        /// Notification ids delivered by it.
+        delivered: Vec<String>,
+    },
+    /// Dead-lettered: settled, not to be sent again.
+    Dead {
+        /// The admin view.
+        view: DeadLetterView,
+        /// What it carried.
+        envs: Vec<Envelope>,
+    },
+}
+
+/// A send remembered from before a restart ([`Dispatcher::with_history`]):
+/// it still counts in its recipient's windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PastSend {
+    /// The channel.
+    pub channel: ChannelKind,
+    /// The recipient's key on it.
+    pub recipient_key: u64,
+    /// When, wall-clock milliseconds.
+    pub unix_ms: i64,
+}
+
 /// The dispatcher. Build it, take its [`DispatchStats`] and [`DeadLetters`]
 /// handles, then spawn [`Dispatcher::run`].
 pub struct Dispatcher {
@@ -97,6 +136,8 @@ pub struct Dispatcher {
     stats: Arc<DispatchStats>,
     dead: DeadLetters,
     clock: Option<Clock>,
+    journal: Option<mpsc::UnboundedSender<Journal>>,
+    history: Vec<PastSend>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -140,7 +181,23 @@ impl Dispatcher {
             stats: Arc::new(DispatchStats::default()),
             dead,
             clock: None,
+            journal: None,
+            history: Vec::new(),
         })
+    }
+
+    /// Reports every attempt's answer and every dead letter on `tx` (the
+    /// daemon's outbox records them: delivered marks, windows, dead letters).
+    pub fn with_journal(mut self, tx: mpsc::UnboundedSender<Journal>) -> Dispatcher {
+        self.journal = Some(tx);
+        self
+    }
+
+    /// Counts `sends` (from before a restart) in their recipients' windows, so
+    /// that no window is exceeded across the restart.
+    pub fn with_history(mut self, sends: Vec<PastSend>) -> Dispatcher {
+        self.history = sends;
+        self
     }
 
     /// Replaces the implementation of a configured channel (tests, benches,
@@ -184,7 +241,11 @@ impl Dispatcher {
         mut rx: mpsc::Receiver<Envelope>,
         shutdown: CancellationToken,
     ) -> Vec<Envelope> {
-        let clock = self.clock.unwrap_or_else(Clock::system);
+        let mut clock = self.clock.unwrap_or_else(Clock::system);
+        if !self.history.is_empty() {
+            // Give the remembered sends a monotonic time.
+            clock = clock.with_past(self.cfg.history_horizon());
+        }
         let mut core = Core::new(self, clock);
         let mut rx_open = true;
         loop {
@@ -428,6 +489,7 @@ struct Core {
     /// Notifications held (not yet delivered or dead-lettered).
     pending: usize,
     rng: u64,
+    journal: Option<mpsc::UnboundedSender<Journal>>,
 }
 
 const SEEN_CAP: usize = 1 << 20;
@@ -440,9 +502,11 @@ impl Core {
             channels,
             stats,
             dead,
+            journal,
+            mut history,
             ..
         } = d;
-        let chans = ChannelKind::ALL
+        let mut chans: Vec<Option<Chan>> = ChannelKind::ALL
             .iter()
             .zip(channels)
             .map(|(kind, imp)| {
@@ -466,6 +530,14 @@ impl Core {
                 })
             })
             .collect();
+        history.sort_by_key(|p| p.unix_ms);
+        for p in history {
+            if let Some(chan) = chans[p.channel.index()].as_mut() {
+                let t = clock.from_unix_ms(p.unix_ms);
+                let rec = chan.recipients.entry(p.recipient_key).or_default();
+                chan.windows.record(&mut rec.log, t);
+            }
+        }
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -487,6 +559,7 @@ impl Core {
             seq: 0,
             pending: 0,
             rng: seed | 1,
+            journal,
         }
     }
 
@@ -542,7 +615,14 @@ impl Core {
                     self.make_job(vec![env], kind, now);
                     return;
                 }
-                let due = now.saturating_add(window.as_nanos() as u64);
+                // Digests that come due within the same second flush
+                // together, so that the lanes order them (an escalation
+                // digest goes before a reminder digest opened a moment
+                // earlier for the same recipient).
+                let mut due = now.saturating_add(window.as_nanos() as u64);
+                if window >= Duration::from_secs(1) {
+                    due = due.div_ceil(1_000_000_000).saturating_mul(1_000_000_000);
+                }
                 self.digests.insert(key, DigestBuf { envs: vec![env] });
                 self.digest_due.push(Reverse((due, key)));
             }
@@ -708,6 +788,12 @@ impl Core {
             attempts: job.attempts,
             at_unix_ms: self.clock.unix_ms(now),
         };
+        if let Some(j) = &self.journal {
+            let _ = j.send(Journal::Dead {
+                view: view.clone(),
+                envs: job.envs.clone(),
+            });
+        }
         self.dead.push(view, job.envs);
     }
 
@@ -899,6 +985,19 @@ impl Core {
         // Count the attempt when its answer came back: the provider saw it
         // before that, so no window it keeps can be exceeded.
         chan.windows.record(&mut rec.log, now);
+        if let Some(j) = &self.journal {
+            let delivered = if c.result.is_ok() {
+                job.notes.iter().map(|n| n.id.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            let _ = j.send(Journal::Attempt {
+                channel: kind,
+                recipient_key: job.rkey,
+                unix_ms: self.clock.unix_ms(now),
+                delivered,
+            });
+        }
         let parked = std::mem::take(&mut rec.parked);
         chan.parked -= parked.len();
         for j in parked {
