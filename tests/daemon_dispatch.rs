@@ -576,8 +576,16 @@ fn a_burst_of_escalations_reaches_every_provider_within_every_limit() -> Result<
     let mut d = d;
     assert!(d.terminate(Duration::from_secs(20))?.success());
     assert!(
-        std::fs::read_dir(&data).map_or(true, |mut r| r.next().is_none()),
+        std::fs::read_dir(&data).map_or(true, |r| r
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("undelivered-"))),
         "nothing left undelivered"
+    );
+    assert!(
+        d.logs()
+            .contains("every notification taken in was delivered or dead-lettered"),
+        "{}",
+        d.logs()
     );
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
@@ -762,6 +770,117 @@ fn an_sms_outage_queues_and_after_recovery_nothing_is_lost_or_doubled() -> Resul
     Ok(())
 }
 
+/// Durable outbox: reminders decided, covered by snapshots and stuck behind an
+/// SMS outage when the daemon is killed with SIGKILL. After a restart (the
+/// provider back up) every one arrives, exactly once: the snapshots alone
+/// would have lost them, the log alone would not hold them (its segments
+/// before the snapshot are gone).
+#[test]
+fn notifications_stuck_in_an_outage_survive_kill_9() -> Result<()> {
+    let fake = Fake::start(vec![])?;
+    fake.set_sms_down(true);
+    let data = tmp_dir("outbox")?;
+    let extra = format!(
+        "[dispatch]\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n\n\
+         [dispatch.digest]\nwindow = \"0\"\n\n\
+         [dispatch.routes.quiz]\nreminder = [\"sms\"]\nescalation = [\"sms\"]\n\n{}",
+        fake.channels(
+            "per_recipient = [{ limit = 1, period = \"2s\" }]\ncircuit_breaker = { failures = 3, open_for = \"1s\" }\n"
+        )
+    );
+    let daemon = format!(
+        "data_dir = \"{}\"\ndurability = \"wal\"\nsnapshot_interval = \"1s\"\n",
+        data.display()
+    );
+    let at = "2026-03-02T09:00:30+08:00";
+    let mut events = tree(at);
+    events.push(org("o-u5", at, "u5", Some("t"), "village", None, None));
+    for i in 0..12 {
+        let m = format!("q{i:02}");
+        events.push(member(
+            &format!("e-{m}"),
+            at,
+            &m,
+            "u5",
+            &m,
+            Some(&format!("136000000{i:02}")),
+            None,
+        ));
+        events.push(login(&format!("l-{m}"), at, &m));
+    }
+    let tick = clock_event("2026-03-03T00:00:01+08:00");
+    let mut all = events.clone();
+    all.push(tick.clone());
+    let want: BTreeSet<String> = replay(&format!("{DEFAULT_TOML}\n{extra}"), &all)?
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(want.len(), 12);
+    let env = || vec![("REDCLOUD_FAKE_NOW", "2026-03-02T09:00:00+08:00".to_string())];
+
+    let d = Daemon::start(Opts {
+        extra: &extra,
+        daemon: &daemon,
+        env: env(),
+        ..Opts::default()
+    })?;
+    ingest(&d, &events)?;
+    ingest(&d, &[tick])?;
+    d.wait(Duration::from_secs(15), "the breaker opens", || {
+        Ok(metric(
+            &d,
+            r#"redcloud_dispatch_breaker_opens_total{channel="sms"}"#,
+        )? >= 1.0)
+    })?;
+    // Snapshots taken after the reminders were decided cover the records
+    // that decided them.
+    let before = metric(&d, "redcloud_snapshots_total")?;
+    d.wait(Duration::from_secs(15), "two more snapshots", || {
+        Ok(metric(&d, "redcloud_snapshots_total")? >= before + 4.0)
+    })?;
+    assert!(fake.ok("sms").is_empty());
+    assert_eq!(metric(&d, "redcloud_dispatch_pending")?, 12.0);
+    drop(d); // SIGKILL
+
+    fake.set_sms_down(false);
+    let d = Daemon::start(Opts {
+        extra: &extra,
+        daemon: &daemon,
+        env: env(),
+        ..Opts::default()
+    })?;
+    d.wait(Duration::from_secs(30), "12 SMS after the restart", || {
+        Ok(fake.ok("sms").len() >= 12)
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = fake.ok("sms");
+    let got: Vec<&str> = ok.iter().map(|a| a.id.as_str()).collect();
+    let unique: BTreeSet<String> = got.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got.len(), unique.len(), "an SMS delivered twice: {got:?}");
+    assert_eq!(unique, want, "every notification id arrives");
+    let logs = d.logs();
+    assert!(logs.contains("12 to send again"), "{logs}");
+    assert!(!logs.contains("13600000000"), "a phone number in the log");
+
+    // A graceful restart now: everything is settled, nothing is sent again.
+    let mut d = d;
+    let status = d.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "{status:?}\n{}", d.logs());
+    let d = Daemon::start(Opts {
+        extra: &extra,
+        daemon: &daemon,
+        env: env(),
+        ..Opts::default()
+    })?;
+    d.wait_ready(Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(fake.ok("sms").len(), 12, "sent again after a clean restart");
+    assert!(d.logs().contains("0 to send again"), "{}", d.logs());
+    drop(d);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
 /// The shard that owns `key` among `n` (as the daemon's router computes it).
 fn shard_of(key: &str, n: u64) -> u64 {
     xxh3_64(key.as_bytes()) % n
@@ -917,7 +1036,7 @@ fn undelivered_notifications_are_kept_in_the_data_dir_at_shutdown() -> Result<()
     assert_eq!(want.len(), 3);
     let mut d = Daemon::start(Opts {
         extra: &extra,
-        daemon: &format!("data_dir = \"{}\"\n", data.display()),
+        daemon: &format!("data_dir = \"{}\"\ndurability = \"none\"\n", data.display()),
         env: vec![("REDCLOUD_FAKE_NOW", "2026-03-02T23:00:00+08:00".into())],
         ..Opts::default()
     })?;

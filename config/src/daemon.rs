@@ -49,7 +49,7 @@ impl Default for RawDaemon {
             shard_capacity: 64,
             sink_capacity: 4096,
             data_dir: "./redcloud-data".into(),
-            durability: "none".into(),
+            durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
         }
     }
@@ -261,6 +261,11 @@ mod tests {
         assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8686");
         assert!(c.admin.token.is_none());
         assert_eq!(c.daemon.data_dir, std::path::Path::new("./redcloud-data"));
+        assert_eq!(
+            c.daemon.durability,
+            crate::Durability::Wal,
+            "durable by default"
+        );
         assert!(
             c.dispatch.is_empty(),
             "the embedded default is console only"
@@ -308,7 +313,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.daemon.durability, crate::Durability::Wal);
         assert_eq!(c.daemon.snapshot_interval, Duration::from_secs(5));
-        assert_eq!(default_config().daemon.durability, crate::Durability::None);
+        assert_eq!(default_config().daemon.durability, crate::Durability::Wal);
         let c = from_toml_str(
             "[daemon]\ndata_dir = \"/var/lib/redcloud\"\n[dispatch.routes.quiz]\nreminder = [\"console\"]\n",
             None,

@@ -40,7 +40,7 @@ pub struct AdminState {
     /// The pipeline channel (for its depth).
     pub pipeline: mpsc::WeakSender<redcloud_connectors::source::Delivery>,
     /// The sink channel (for its depth).
-    pub sink: mpsc::WeakSender<redcloud_engine::notify::Envelope>,
+    pub sink: mpsc::WeakSender<super::outbox::Decided>,
     /// Metrics.
     pub registry: Arc<Registry>,
     /// The admin bearer token, if any.

@@ -134,6 +134,12 @@ pub struct ShardMetrics {
     pub watermark: AtomicI64,
     /// Pending ticket timers.
     pub pending_timers: AtomicU64,
+    /// Snapshots taken.
+    pub snapshots: AtomicU64,
+    /// Time the last snapshot held the shard (serializing), nanoseconds.
+    pub snapshot_stall_last: AtomicU64,
+    /// The longest such hold, nanoseconds.
+    pub snapshot_stall_max: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -147,6 +153,9 @@ impl ShardMetrics {
             day_closes: AtomicU64::new(0),
             watermark: AtomicI64::new(-1),
             pending_timers: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            snapshot_stall_last: AtomicU64::new(0),
+            snapshot_stall_max: AtomicU64::new(0),
         }
     }
 }
@@ -439,6 +448,46 @@ impl Registry {
             sum as f64 * 1e-9
         );
         let _ = writeln!(o, "redcloud_apply_latency_seconds_count {cum}");
+
+        head(
+            &mut o,
+            "redcloud_snapshots_total",
+            "counter",
+            "shard snapshots taken, summed over shards",
+        );
+        let _ = writeln!(
+            o,
+            "redcloud_snapshots_total {}",
+            total(&|s| s.snapshots.load(Relaxed))
+        );
+        head(
+            &mut o,
+            "redcloud_snapshot_stall_seconds",
+            "gauge",
+            "time a snapshot held its shard (serializing; writing is in the background): the last one and the longest, over shards",
+        );
+        let last = self
+            .shards
+            .iter()
+            .map(|s| s.snapshot_stall_last.load(Relaxed))
+            .max()
+            .unwrap_or(0);
+        let max = self
+            .shards
+            .iter()
+            .map(|s| s.snapshot_stall_max.load(Relaxed))
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "redcloud_snapshot_stall_seconds{{stat=\"last\"}} {}",
+            last as f64 * 1e-9
+        );
+        let _ = writeln!(
+            o,
+            "redcloud_snapshot_stall_seconds{{stat=\"max\"}} {}",
+            max as f64 * 1e-9
+        );
 
         head(
             &mut o,

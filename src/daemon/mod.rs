@@ -35,6 +35,7 @@ pub mod clock;
 pub mod contacts;
 pub mod logging;
 pub mod metrics;
+pub mod outbox;
 pub mod router;
 pub mod shard;
 pub mod sink;
@@ -88,9 +89,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Result<ExitCode> {
     let dc = config.daemon.clone();
     let engine_cfg = Arc::new(config.engine.clone());
-    let shards_n = dc.shards.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    // A durable data directory is locked for this process and fixes the
+    // shard count it was written with.
+    let (shards_n, _data_lock) = match dc.durability {
+        redcloud_config::Durability::Wal => {
+            let (n, lock) = open_data_dir(&dc.data_dir, dc.shards)?;
+            (n, Some(lock))
+        }
+        redcloud_config::Durability::None => (
+            dc.shards.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+            None,
+        ),
+    };
     if fake_clock {
         warn!(
             env = clock::FAKE_NOW_ENV,
@@ -142,10 +154,38 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         "dispatcher"
     };
     let contacts = ContactDirectory::new();
-    let sink = DispatchSink::new(dispatcher, contacts.clone(), dc.sink_capacity);
+    let mut sink = DispatchSink::new(dispatcher, contacts.clone(), dc.sink_capacity);
     let dispatch_stats = sink.stats();
     let dead_letters = sink.dead_letters();
     let dispatch_stop = CancellationToken::new();
+
+    let durable = match dc.durability {
+        redcloud_config::Durability::None => None,
+        redcloud_config::Durability::Wal => Some(dc.data_dir.clone()),
+    };
+    // The outbox: what was not delivered before the stop goes out again.
+    let outbox_shared = match &durable {
+        Some(d) => {
+            let shared = outbox::OutboxShared::new(shards_n);
+            for i in 0..shards_n {
+                shared.set_horizon(i, wal::recovery_horizon(&d.join(format!("shard-{i}"))));
+            }
+            let dcfg = sink::dispatch_config(&config)?;
+            let (ob, thread, rec) = outbox::Outbox::open(
+                &outbox::dir_of(d),
+                shared.clone(),
+                dcfg.history_horizon(),
+                dcfg.dead_letters_kept,
+                clock.now().0.div_euclid(1000),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot recover the outbox: {e}"))?;
+            info!("{}", rec.summary);
+            sink = sink.with_outbox(ob, thread, rec);
+            Some(shared)
+        }
+        None => None,
+    };
+    let durable_sink = sink.is_durable();
 
     // Sink, shards, router.
     let (sink_tx, sink_rx) = mpsc::channel(dc.sink_capacity);
@@ -153,16 +193,9 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     let mut shard_txs = Vec::with_capacity(shards_n);
     let mut shard_joins = Vec::with_capacity(shards_n);
     let mut shard_ready = Vec::with_capacity(shards_n);
-    let durable = match dc.durability {
-        redcloud_config::Durability::None => None,
-        redcloud_config::Durability::Wal => {
-            let d = dc.data_dir.clone();
-            state_layout(&d, shards_n)?;
-            Some(d)
-        }
-    };
     // The event time routed so far, shared by the router and the shards.
     let event_time = Arc::new(router::EventTime::new());
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     for (index, m) in shard_metrics.iter().enumerate() {
         let h = shard::spawn(shard::ShardSetup {
             index,
@@ -174,6 +207,8 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             capacity: dc.shard_capacity,
             contacts: contacts.clone(),
             event_time: event_time.clone(),
+            outbox: outbox_shared.clone(),
+            go: go_rx.clone(),
             durable: durable.as_ref().map(|d| shard::Durable {
                 dir: d.join(format!("shard-{index}")),
                 snapshot_interval: dc.snapshot_interval,
@@ -204,6 +239,8 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             Err(e) => anyhow::bail!("shard {index} cannot recover its state: {e}"),
         }
     }
+    // Every shard has published its members' contacts: go.
+    let _ = go_tx.send(true);
     let sink_weak = sink_tx.downgrade();
     drop(sink_tx);
     let (tx, rx) = mpsc::channel(dc.pipeline_capacity);
@@ -325,7 +362,18 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         error!(error = %e, "the notification sink failed");
         Vec::new()
     });
-    keep_undelivered(&dc.data_dir, clock.as_ref(), &left);
+    if durable_sink {
+        if left.is_empty() {
+            info!("every notification taken in was delivered or dead-lettered");
+        } else {
+            info!(
+                undelivered = left.len(),
+                "notifications not delivered yet stay in the outbox; they are sent after the restart"
+            );
+        }
+    } else {
+        keep_undelivered(&dc.data_dir, clock.as_ref(), &left);
+    }
     if drained {
         info!("drained; bye");
         Ok(ExitCode::SUCCESS)
@@ -338,33 +386,63 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     }
 }
 
-/// Checks (or, on first use, records) the shard count the data directory was
-/// written with: events are routed by `hash % shards`, so a directory is only
-/// valid for the count it was written with.
-fn state_layout(dir: &std::path::Path, shards: usize) -> Result<()> {
+/// Opens a durable data directory: creates it, takes its lock (one daemon
+/// per directory) and returns the shard count it was written with (events
+/// are routed by `hash % shards`, so a directory is only valid for that
+/// count); on first use records `configured` (or one per core).
+fn open_data_dir(
+    dir: &std::path::Path,
+    configured: Option<usize>,
+) -> Result<(usize, std::fs::File)> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create daemon.data_dir {}", dir.display()))?;
+    let lock_path = dir.join("LOCK");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "daemon.data_dir {}: another redcloud process is using it (it holds {}); stop it or give this one its own data_dir",
+            dir.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
     let meta = dir.join("state.toml");
     match std::fs::read_to_string(&meta) {
         Ok(text) => {
-            let want = format!("shards = {shards}");
-            if text.lines().map(str::trim).any(|l| l == want) {
-                Ok(())
-            } else {
-                anyhow::bail!(
-                    "{}: the state there was written with another shard count ({}); this daemon runs {shards} shards. Set [daemon] shards to the recorded count (re-sharding a data directory is not supported yet)",
-                    meta.display(),
-                    text.trim()
-                )
+            let recorded = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("shards = "))
+                .find_map(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .with_context(|| format!("{}: no valid `shards = N` line", meta.display()))?;
+            match configured {
+                Some(n) if n != recorded => anyhow::bail!(
+                    "daemon.shards: {n}, but the state in {} was written with {recorded} shards (recorded in {}); set shards = {recorded} or leave it out (re-sharding a data directory is not supported yet)",
+                    dir.display(),
+                    meta.display()
+                ),
+                _ => Ok((recorded, lock)),
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let n = configured.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
             let tmp = dir.join("state.toml.tmp");
-            std::fs::write(&tmp, format!("format = 1\nshards = {shards}\n"))
+            std::fs::write(&tmp, format!("format = 1\nshards = {n}\n"))
                 .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
                 .and_then(|()| std::fs::rename(&tmp, &meta))
                 .and_then(|()| wal::sync_dir(dir))
-                .with_context(|| format!("cannot write {}", meta.display()))
+                .with_context(|| format!("cannot write {}", meta.display()))?;
+            Ok((n, lock))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", meta.display())),
     }
@@ -468,5 +546,46 @@ async fn watch_calendar(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_data_dir;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("redcloud-datadir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_data_dir_serves_one_daemon_at_a_time() {
+        let d = tmp("lock");
+        let (n, lock) = open_data_dir(&d, Some(3)).unwrap();
+        assert_eq!(n, 3);
+        let e = open_data_dir(&d, Some(3)).unwrap_err().to_string();
+        assert!(e.contains("another redcloud process is using it"), "{e}");
+        drop(lock);
+        open_data_dir(&d, Some(3)).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_recorded_shard_count_wins_and_a_different_one_is_named() {
+        let d = tmp("shards");
+        drop(open_data_dir(&d, Some(2)).unwrap());
+        // Left out: the recorded count, whatever the cores.
+        assert_eq!(open_data_dir(&d, None).unwrap().0, 2);
+        let e = open_data_dir(&d, Some(4)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("daemon.shards: 4, but the state in") && e.contains("set shards = 2"),
+            "{e}"
+        );
+        std::fs::write(d.join("state.toml"), "format = 1\n").unwrap();
+        let e = format!("{:#}", open_data_dir(&d, None).unwrap_err());
+        assert!(e.contains("no valid `shards = N` line"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -20,10 +20,20 @@
 //! `org.upserted` goes to every shard (and into every shard's log); its
 //! [`Fanout`] acks once all have.
 //!
+//! Notifications leave the shard tagged with its log sequence
+//! ([`Decided`]); the sink writes them to the durable outbox
+//! ([`super::outbox`]) before the dispatcher sees them.
+//!
 //! Recovery (before the shard serves anything): the newest snapshot that
 //! restores, then the log records after it, through the same `Engine::apply`
 //! and `Engine::advance`. Every `[daemon] snapshot_interval`, and at a
-//! graceful stop, the shard writes a snapshot on its own thread.
+//! graceful stop, the shard takes a snapshot: it serializes the engine on its
+//! own thread (the only time it holds up events; counted in
+//! `redcloud_snapshot_stall_seconds`) and a background thread writes and
+//! syncs the file. A snapshot is taken only once every notification the shard
+//! handed out is in the outbox (one decided before the snapshot and still in
+//! flight to the outbox would otherwise be lost in a crash); until then it
+//! waits for the next batch or tick.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,7 +43,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redcloud_connectors::source::Acker;
 use redcloud_engine::event::{decode, Body, Event};
-use redcloud_engine::notify::{Envelope, Notification, PolicyRef};
+use redcloud_engine::notify::{Notification, PolicyRef};
 use redcloud_engine::policy::EngineConfig;
 use redcloud_engine::ticket::{StatCounts, StatsRow};
 use redcloud_engine::time::Ts;
@@ -44,6 +54,7 @@ use tracing::{debug, error, info, warn};
 use super::clock::Clock;
 use super::contacts::ContactDirectory;
 use super::metrics::{kind_index, ShardMetrics};
+use super::outbox::{Decided, OutboxShared};
 use super::wal::{self, Wal, KIND_ADVANCE, KIND_EVENT};
 
 /// Size after which a shard starts a new log segment.
@@ -162,7 +173,7 @@ pub struct ShardSetup {
     /// Where it publishes counters.
     pub metrics: Arc<ShardMetrics>,
     /// Where notifications go.
-    pub sink: mpsc::Sender<Envelope>,
+    pub sink: mpsc::Sender<Decided>,
     /// Inbox capacity.
     pub capacity: usize,
     /// The shared directory of member contacts this shard mirrors its own
@@ -170,6 +181,12 @@ pub struct ShardSetup {
     pub contacts: ContactDirectory,
     /// The write-ahead log and snapshots, if durable.
     pub durable: Option<Durable>,
+    /// The durable outbox's progress (with `durable`).
+    pub outbox: Option<Arc<OutboxShared>>,
+    /// Turns `true` once every shard has recovered: only then does a shard
+    /// hand out what its recovery decided (a leader owned by another shard
+    /// has no address in the contact directory before that shard recovered).
+    pub go: tokio::sync::watch::Receiver<bool>,
     /// The event time the router has handed out: once it has settled, a shard
     /// with nothing queued advances to it on its tick.
     pub event_time: Arc<super::router::EventTime>,
@@ -202,13 +219,20 @@ struct Shard {
     index: usize,
     engine: Engine,
     metrics: Arc<ShardMetrics>,
-    sink: mpsc::Sender<Envelope>,
+    sink: mpsc::Sender<Decided>,
     sink_closed: bool,
     out: Vec<Notification>,
     streaks: usize,
     contacts: ContactDirectory,
     wal: Option<Wal>,
     acks: Vec<(Done, bool)>,
+    outbox: Option<Arc<OutboxShared>>,
+    /// The highest tag handed to the sink.
+    emitted: u64,
+    /// A snapshot is due but waits for the outbox or the previous write.
+    snapshot_due: bool,
+    /// The background write of the previous snapshot.
+    writing: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Loads the newest snapshot that restores and replays the log after it.
@@ -279,6 +303,9 @@ fn recover(
             undecodable, "log records that no longer decode were skipped"
         );
     }
+    if let Some(o) = &setup.outbox {
+        o.set_horizon(setup.index, wal::recovery_horizon(&d.dir));
+    }
     // Publish the recovered members' contacts for the other shards.
     let dir = engine.directory();
     for i in 0..dir.member_ids.len() {
@@ -329,8 +356,17 @@ async fn run(
         contacts: setup.contacts,
         wal: log,
         acks: Vec::new(),
+        outbox: setup.outbox.clone(),
+        emitted: 0,
+        snapshot_due: false,
+        writing: None,
     };
     let _ = ready.send(Ok(summary));
+    let mut go = setup.go.clone();
+    if go.wait_for(|g| *g).await.is_err() {
+        // The daemon gave up starting.
+        return;
+    }
     // The first advance only sets the watermark: nothing before now fires.
     shard.advance(setup.clock.now());
     shard.commit();
@@ -360,8 +396,11 @@ async fn run(
                 shard.flush().await;
                 shard.publish();
                 if stop {
-                    shard.snapshot();
+                    shard.final_snapshot().await;
                     break;
+                }
+                if shard.snapshot_due {
+                    shard.snapshot(false);
                 }
             }
             _ = tick.tick() => {
@@ -376,13 +415,20 @@ async fn run(
                     }
                 }
                 shard.advance(to);
+                shard.commit();
                 shard.flush().await;
                 shard.publish();
+                if shard.snapshot_due {
+                    shard.snapshot(false);
+                }
             }
             _ = snap.tick(), if shard.wal.is_some() => {
-                shard.snapshot();
+                shard.snapshot(false);
             }
         }
+    }
+    if let Some(h) = shard.writing.take() {
+        let _ = h.join();
     }
     debug!(shard = shard.index, "shard stopped");
 }
@@ -419,23 +465,95 @@ impl Shard {
         }
     }
 
-    /// Writes a snapshot of the engine covering the log so far.
-    fn snapshot(&mut self) {
-        let Some(w) = self.wal.as_mut() else { return };
-        let start = Instant::now();
+    /// Whether every notification handed out is in the outbox.
+    fn outbox_caught_up(&self) -> bool {
+        self.outbox
+            .as_ref()
+            .is_none_or(|o| o.durable(self.index) >= self.emitted)
+    }
+
+    /// Takes a snapshot of the engine covering the log so far: serializes it
+    /// here, writes it in the background (or here, with `wait`). Returns
+    /// `false` (and stays due) while the outbox or the previous write is
+    /// behind.
+    fn snapshot(&mut self, wait: bool) -> bool {
+        if self.wal.is_none() {
+            return true;
+        }
+        if !self.outbox_caught_up()
+            || (!wait && self.writing.as_ref().is_some_and(|h| !h.is_finished()))
+        {
+            self.snapshot_due = true;
+            return false;
+        }
+        if let Some(h) = self.writing.take() {
+            let _ = h.join();
+        }
+        let Some(w) = self.wal.as_mut() else {
+            return true;
+        };
         if let Err(e) = w.commit() {
             error!(shard = self.index, error = %e,
                 "CANNOT WRITE THE WRITE-AHEAD LOG: exiting");
             std::process::exit(70);
         }
         let seq = w.last_seq();
+        let dir = w.dir().to_path_buf();
+        let start = Instant::now();
         let bytes = self.engine.snapshot();
-        match wal::write_snapshot(w.dir(), seq, &bytes) {
-            Ok(path) => info!(shard = self.index, seq, bytes = bytes.len(),
-                file = %path.display(), ms = start.elapsed().as_secs_f64() * 1e3,
-                "snapshot written"),
-            Err(e) => warn!(shard = self.index, seq, error = %e,
-                "cannot write a snapshot; the log keeps growing until one succeeds"),
+        let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .snapshot_stall_last
+            .store(stall, Ordering::Relaxed);
+        self.metrics
+            .snapshot_stall_max
+            .fetch_max(stall, Ordering::Relaxed);
+        self.snapshot_due = false;
+        let index = self.index;
+        let outbox = self.outbox.clone();
+        let write = move || {
+            let t = Instant::now();
+            match wal::write_snapshot(&dir, seq, &bytes) {
+                Ok(path) => {
+                    if let Some(o) = &outbox {
+                        o.set_horizon(index, wal::recovery_horizon(&dir));
+                    }
+                    info!(shard = index, seq, bytes = bytes.len(),
+                        file = %path.display(),
+                        serialize_ms = stall as f64 * 1e-6,
+                        write_ms = t.elapsed().as_secs_f64() * 1e3,
+                        "snapshot written");
+                }
+                Err(e) => warn!(shard = index, seq, error = %e,
+                    "cannot write a snapshot; the log keeps growing until one succeeds"),
+            }
+        };
+        if wait {
+            write();
+        } else {
+            match std::thread::Builder::new()
+                .name(format!("redcloud-snap-{index}"))
+                .spawn(write)
+            {
+                Ok(h) => self.writing = Some(h),
+                Err(e) => warn!(shard = index, error = %e, "cannot start the snapshot writer"),
+            }
+        }
+        true
+    }
+
+    /// The snapshot at a graceful stop: waits (a bounded time) for the outbox
+    /// to hold every notification handed out. Without it the next start
+    /// replays the log tail instead, which is just slower.
+    async fn final_snapshot(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.sink_closed && !self.outbox_caught_up() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !self.snapshot(true) {
+            warn!(shard = self.index,
+                "no snapshot at stop: the outbox did not catch up; the next start replays the log tail");
         }
     }
 
@@ -538,7 +656,14 @@ impl Shard {
                 continue;
             }
             let env = self.engine.envelope(n);
-            if self.sink.send(env).await.is_err() {
+            let seq = self.wal.as_ref().map_or(0, Wal::last_seq);
+            let d = Decided {
+                shard: u32::try_from(self.index).unwrap_or(u32::MAX),
+                seq,
+                env,
+            };
+            self.emitted = self.emitted.max(seq);
+            if self.sink.send(d).await.is_err() {
                 self.sink_closed = true;
                 warn!(
                     shard = self.index,

@@ -13,11 +13,19 @@
 //! line per notification on stdout, the object `redcloud replay` prints (the
 //! daemon's own console channel, [`ConsoleLines`]; no address, name or text).
 //!
+//! With `[daemon] durability = "wal"` the feeder writes every notification to
+//! the [`Outbox`] (synced) before the dispatcher sees it, hands the
+//! dispatcher only those it has not seen (a shard replaying its log decides
+//! some again), starts by sending again what the outbox held undelivered,
+//! and gives the outbox the dispatcher's journal (delivered marks, sends,
+//! dead letters).
+//!
 //! Stopping: the feeder runs until every shard has dropped its sender, and the
 //! dispatcher until `stop` is cancelled (the daemon does that once the shards
 //! are done, or when the drain runs out of time). `run` then returns every
 //! notification not delivered: in the dispatcher, in its input, or still in
-//! the shards' channel. The daemon writes them to `[daemon] data_dir`.
+//! the shards' channel. Without an outbox the daemon writes them to
+//! `[daemon] data_dir`; with one they are in it and are sent after a restart.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -36,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
 use super::contacts::ContactDirectory;
+use super::outbox::{self, Decided, Outbox, OutboxThread};
 
 /// The `[dispatch]` table used when the config has none (or an empty one):
 /// every notification to the console at once (routes default to the console;
@@ -87,6 +96,7 @@ pub struct DispatchSink {
     dispatcher: Dispatcher,
     contacts: ContactDirectory,
     capacity: usize,
+    outbox: Option<(Outbox, OutboxThread, Vec<Envelope>)>,
 }
 
 impl DispatchSink {
@@ -97,7 +107,31 @@ impl DispatchSink {
             dispatcher,
             contacts,
             capacity,
+            outbox: None,
         }
+    }
+
+    /// Makes the sink durable: notifications go through `outbox` (opened,
+    /// recovered) first; what it recovered is sent again, counted in the
+    /// windows and put back among the dead letters.
+    pub fn with_outbox(self, ob: Outbox, thread: OutboxThread, rec: outbox::Recovered) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dead = self.dispatcher.dead_letters();
+        for (view, envs) in rec.dead {
+            dead.push(view, envs);
+        }
+        tokio::spawn(ob.clone().journal(rx));
+        DispatchSink {
+            dispatcher: self.dispatcher.with_journal(tx).with_history(rec.history),
+            contacts: self.contacts,
+            capacity: self.capacity,
+            outbox: Some((ob, thread, rec.pending)),
+        }
+    }
+
+    /// Whether notifications go through a durable outbox.
+    pub fn is_durable(&self) -> bool {
+        self.outbox.is_some()
     }
 
     /// The dispatcher's counters, for `/metrics`.
@@ -114,11 +148,23 @@ impl DispatchSink {
     /// until `stop`; returns what was not delivered.
     pub async fn run(
         self,
-        mut rx: mpsc::Receiver<Envelope>,
+        mut rx: mpsc::Receiver<Decided>,
         stop: CancellationToken,
     ) -> Vec<Envelope> {
         let (dtx, drx) = mpsc::channel(self.capacity);
         let dispatcher = tokio::spawn(self.dispatcher.run(drx, stop.clone()));
+        let (outbox, outbox_thread) = match self.outbox {
+            Some((ob, th, again)) => {
+                // What the outbox held undelivered goes first.
+                for env in again {
+                    if dtx.send(env).await.is_err() {
+                        break;
+                    }
+                }
+                (Some(ob), Some(th))
+            }
+            None => (None, None),
+        };
         let mut unsent: Vec<Envelope> = Vec::new();
         let mut batch = Vec::with_capacity(256);
         let mut filled = 0u64;
@@ -130,9 +176,21 @@ impl DispatchSink {
                     if n == 0 {
                         break;
                     }
-                    let mut it = batch.drain(..);
-                    while let Some(mut env) = it.next() {
-                        filled += u64::from(self.contacts.fill(&mut env));
+                    for d in batch.iter_mut() {
+                        filled += u64::from(self.contacts.fill(&mut d.env));
+                    }
+                    let envs = match &outbox {
+                        Some(ob) => match ob.persist(std::mem::take(&mut batch)).await {
+                            Some(fresh) => fresh,
+                            None => {
+                                error!("the outbox has stopped; notifications are decided again from the shards' logs after a restart");
+                                break 'feed;
+                            }
+                        },
+                        None => batch.drain(..).map(|d| d.env).collect(),
+                    };
+                    let mut it = envs.into_iter();
+                    while let Some(env) = it.next() {
                         // Wait for room in the dispatcher's input, but not past a stop.
                         let permit = tokio::select! {
                             biased;
@@ -151,10 +209,18 @@ impl DispatchSink {
                 }
             }
         }
-        // Whatever the shards still queued was never handed over.
+        // Whatever the shards still queued was never handed over: into the
+        // outbox with it, if there is one.
         rx.close();
-        while let Ok(env) = rx.try_recv() {
-            unsent.push(env);
+        let mut rest = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            rest.push(d);
+        }
+        match &outbox {
+            Some(ob) if !rest.is_empty() => {
+                let _ = ob.persist(rest).await;
+            }
+            _ => unsent.extend(rest.into_iter().map(|d| d.env)),
         }
         drop(dtx);
         debug!(filled_from_directory = filled, "dispatcher feeder finished");
@@ -166,6 +232,12 @@ impl DispatchSink {
             }
         };
         left.extend(unsent);
+        // The journal ends with the dispatcher; the outbox then writes its
+        // last records and a checkpoint.
+        drop(outbox);
+        if let Some(th) = outbox_thread {
+            let _ = tokio::task::spawn_blocking(move || th.join()).await;
+        }
         left
     }
 }

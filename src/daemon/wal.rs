@@ -46,6 +46,10 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 pub const KIND_EVENT: u8 = 1;
 /// Record kind: a processing-time advance (`i64` LE microseconds).
 pub const KIND_ADVANCE: u8 = 2;
+/// Record kind (the outbox's log, [`super::outbox`]): notifications to send.
+pub const KIND_INTENT: u8 = 3;
+/// Record kind (the outbox's log): attempts, delivered marks, dead letters.
+pub const KIND_SETTLED: u8 = 4;
 
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +106,7 @@ fn frame_at(bytes: &[u8], off: usize) -> Result<(Record, usize), String> {
     }
     let seq = u64::from_le_bytes(rest[12..20].try_into().unwrap_or_default());
     let kind = rest[20];
-    if kind != KIND_EVENT && kind != KIND_ADVANCE {
+    if !(KIND_EVENT..=KIND_SETTLED).contains(&kind) {
         return Err(format!("unknown record kind {kind}"));
     }
     Ok((
@@ -249,6 +253,15 @@ pub fn write_snapshot(dir: &Path, seq: u64, bytes: &[u8]) -> io::Result<PathBuf>
     }
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// The oldest snapshot sequence a recovery of `dir` may start from (the
+/// older of the two kept; 0 if none): what the log keeps segments for.
+pub fn recovery_horizon(dir: &Path) -> u64 {
+    snapshots(dir)
+        .ok()
+        .and_then(|s| s.get(1).or(s.first()).map(|x| x.0))
+        .unwrap_or(0)
 }
 
 /// Deletes the segments whose every record has a sequence at most `seq`

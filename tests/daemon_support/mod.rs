@@ -69,8 +69,15 @@ impl Daemon {
         } else {
             format!("token = \"{TOKEN}\"\n")
         };
+        // Each daemon keeps its state in its own directory unless the test
+        // names one.
+        let data = if o.daemon.contains("data_dir") {
+            String::new()
+        } else {
+            format!("data_dir = \"{}\"\n", dir.join("data").display())
+        };
         let config = format!(
-            "{DEFAULT_TOML}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n{token}\n[daemon]\nshards = 2\ntick = \"100ms\"\nshutdown_timeout = \"15s\"\n{}\n{}\n",
+            "{DEFAULT_TOML}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n{token}\n[daemon]\nshards = 2\ntick = \"100ms\"\nshutdown_timeout = \"15s\"\n{data}{}\n{}\n",
             o.daemon, o.extra
         );
         let path = dir.join("redcloud.toml");
