@@ -35,6 +35,8 @@ pub(crate) struct RawDaemon {
     pub data_dir: String,
     pub durability: String,
     pub snapshot_interval: DurationText,
+    pub state_url: Option<crate::Secret>,
+    pub state_prefix: String,
 }
 
 impl Default for RawDaemon {
@@ -51,6 +53,8 @@ impl Default for RawDaemon {
             data_dir: "./redcloud-data".into(),
             durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
+            state_url: None,
+            state_prefix: "redcloud".into(),
         }
     }
 }
@@ -89,6 +93,10 @@ pub enum Durability {
     /// A write-ahead log and snapshots per shard in `data_dir/shard-<n>/`;
     /// events are acknowledged once they are on disk.
     Wal,
+    /// The same log and snapshots kept in Redis (`state_url`, keys under
+    /// `state_prefix`), for hosts without a disk of their own and for the
+    /// scale-out to come; the outbox too.
+    Redis,
 }
 
 /// `[daemon]`, validated.
@@ -118,6 +126,10 @@ pub struct DaemonConfig {
     pub durability: Durability,
     /// How often each shard writes a snapshot (with `durability = "wal"`).
     pub snapshot_interval: Duration,
+    /// Redis of `durability = "redis"` (a secret: it may hold a password).
+    pub state_url: crate::Secret,
+    /// Key prefix of `durability = "redis"`.
+    pub state_prefix: String,
 }
 
 /// `[admin]`, validated.
@@ -189,13 +201,36 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
     let durability = match raw.durability.as_str() {
         "none" => Durability::None,
         "wal" => Durability::Wal,
+        "redis" => Durability::Redis,
         other => {
             return Err(ConfigError::invalid(
                 "daemon.durability",
-                format!("\"{other}\" is not a durability mode (use \"wal\" or \"none\")"),
+                format!(
+                    "\"{other}\" is not a durability mode (use \"wal\", \"redis\" or \"none\")"
+                ),
             ))
         }
     };
+    let state_url = raw
+        .state_url
+        .unwrap_or_else(|| crate::Secret::new("redis://127.0.0.1:6379".to_string()));
+    if !(state_url.expose().starts_with("redis://")
+        || state_url.expose().starts_with("rediss://")
+        || state_url.expose().starts_with("redis+unix://")
+        || state_url.expose().starts_with("unix://"))
+    {
+        return Err(ConfigError::invalid(
+            "daemon.state_url",
+            "must be a redis:// (or rediss://, unix://) URL",
+        ));
+    }
+    let state_prefix = raw.state_prefix.trim().to_string();
+    if state_prefix.is_empty() || state_prefix.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            "daemon.state_prefix",
+            "must be a non-empty key prefix without spaces (e.g. \"redcloud\")",
+        ));
+    }
     let snapshot_interval = std_duration("daemon.snapshot_interval", &raw.snapshot_interval)?;
     if snapshot_interval < Duration::from_secs(1) || snapshot_interval > Duration::from_secs(86_400)
     {
@@ -208,6 +243,8 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
         data_dir: PathBuf::from(raw.data_dir),
         durability,
         snapshot_interval,
+        state_url,
+        state_prefix,
         shards: raw.shards,
         tick,
         shutdown_timeout,

@@ -36,6 +36,7 @@ pub mod contacts;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod redis_store;
 pub mod router;
 pub mod shard;
 pub mod sink;
@@ -91,10 +92,28 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     let engine_cfg = Arc::new(config.engine.clone());
     // A durable data directory is locked for this process and fixes the
     // shard count it was written with.
-    let (shards_n, _data_lock) = match dc.durability {
+    // State in Redis is claimed the same way (an owner key).
+    let mut _data_lock = None;
+    let mut _redis_claim = None;
+    let (shards_n, stores): (usize, Option<Stores>) = match dc.durability {
         redcloud_config::Durability::Wal => {
             let (n, lock) = open_data_dir(&dc.data_dir, dc.shards)?;
-            (n, Some(lock))
+            _data_lock = Some(lock);
+            let d = dc.data_dir.clone();
+            (n, Some(Stores::Dir(d)))
+        }
+        redcloud_config::Durability::Redis => {
+            let url = dc.state_url.expose().to_string();
+            let prefix = dc.state_prefix.clone();
+            let shards = dc.shards;
+            let claim =
+                tokio::task::spawn_blocking(move || redis_store::claim(&url, &prefix, shards))
+                    .await
+                    .context("claiming the state in Redis")??;
+            let n = claim.shards;
+            let client = claim.client.clone();
+            _redis_claim = Some(claim);
+            (n, Some(Stores::Redis(client, dc.state_prefix.clone())))
         }
         redcloud_config::Durability::None => (
             dc.shards.unwrap_or_else(|| {
@@ -159,25 +178,29 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
     let dead_letters = sink.dead_letters();
     let dispatch_stop = CancellationToken::new();
 
-    let durable = match dc.durability {
-        redcloud_config::Durability::None => None,
-        redcloud_config::Durability::Wal => Some(dc.data_dir.clone()),
-    };
     // The outbox: what was not delivered before the stop goes out again.
-    let outbox_shared = match &durable {
-        Some(d) => {
+    let outbox_shared = match &stores {
+        Some(st) => {
             let shared = outbox::OutboxShared::new(shards_n);
-            for i in 0..shards_n {
-                shared.set_horizon(i, wal::recovery_horizon(&d.join(format!("shard-{i}"))));
-            }
             let dcfg = sink::dispatch_config(&config)?;
-            let (ob, thread, rec) = outbox::Outbox::open(
-                &outbox::dir_of(d),
-                shared.clone(),
-                dcfg.history_horizon(),
-                dcfg.dead_letters_kept,
-                clock.now().0.div_euclid(1000),
-            )
+            let (ob, thread, rec) = {
+                let (st, shared) = (st.clone(), shared.clone());
+                let now_ms = clock.now().0.div_euclid(1000);
+                tokio::task::spawn_blocking(move || {
+                    for i in 0..shards_n {
+                        shared.set_horizon(i, st.part(&format!("shard-{i}")).recovery_horizon());
+                    }
+                    outbox::Outbox::open(
+                        st.part("outbox"),
+                        shared,
+                        dcfg.history_horizon(),
+                        dcfg.dead_letters_kept,
+                        now_ms,
+                    )
+                })
+                .await
+                .context("recovering the outbox")?
+            }
             .map_err(|e| anyhow::anyhow!("cannot recover the outbox: {e}"))?;
             info!("{}", rec.summary);
             sink = sink.with_outbox(ob, thread, rec);
@@ -209,8 +232,8 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             event_time: event_time.clone(),
             outbox: outbox_shared.clone(),
             go: go_rx.clone(),
-            durable: durable.as_ref().map(|d| shard::Durable {
-                dir: d.join(format!("shard-{index}")),
+            durable: stores.as_ref().map(|st| shard::Durable {
+                store: st.part(&format!("shard-{index}")),
                 snapshot_interval: dc.snapshot_interval,
                 segment_bytes: shard::SEGMENT_BYTES,
             }),
@@ -383,6 +406,26 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             "shutdown timed out; events not acknowledged yet will be redelivered by their sources"
         );
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Where the durable state lives: one [`wal::Store`] per partition.
+#[derive(Clone, Debug)]
+enum Stores {
+    /// `data_dir/<part>/`.
+    Dir(PathBuf),
+    /// Keys `<prefix>:<part>:*`.
+    Redis(redis::Client, String),
+}
+
+impl Stores {
+    fn part(&self, part: &str) -> wal::Store {
+        match self {
+            Stores::Dir(d) => wal::Store::Dir(d.join(part)),
+            Stores::Redis(c, prefix) => {
+                wal::Store::Redis(redis_store::RedisPart::new(c.clone(), prefix, part))
+            }
+        }
     }
 }
 

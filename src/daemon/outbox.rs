@@ -33,7 +33,6 @@
 //! then a recovery may decide it again).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::wal::{self, Wal, KIND_INTENT, KIND_SETTLED};
+use super::wal::{Store, Wal, KIND_INTENT, KIND_SETTLED};
 
 /// Records after which the outbox writes a checkpoint.
 pub const CHECKPOINT_RECORDS: u64 = 50_000;
@@ -369,19 +368,20 @@ impl Outbox {
     /// thread. `horizon` is the longest per-recipient window; `dead_kept`
     /// how many dead letters to keep; `now_ms` the wall clock.
     pub fn open(
-        dir: &Path,
+        store: Store,
         shared: Arc<OutboxShared>,
         horizon: Duration,
         dead_kept: usize,
         now_ms: i64,
     ) -> Result<(Outbox, OutboxThread, Recovered), String> {
         let start = Instant::now();
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        remove_unfinished(dir);
+        store.remove_unfinished();
         let mut state = None;
         let mut base = 0;
-        for (seq, path) in wal::snapshots(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            match std::fs::read(&path)
+        let seqs = store.snapshot_seqs().map_err(|e| format!("{store}: {e}"))?;
+        for seq in seqs {
+            match store
+                .read_snapshot(seq)
                 .map_err(|e| e.to_string())
                 .and_then(|b| decode_checkpoint(&b))
             {
@@ -390,7 +390,7 @@ impl Outbox {
                     base = seq;
                     break;
                 }
-                Err(e) => warn!(file = %path.display(), error = %e,
+                Err(e) => warn!(store = %store, seq, error = %e,
                     "outbox checkpoint skipped; trying an older one"),
             }
         }
@@ -399,18 +399,19 @@ impl Outbox {
             ..State::default()
         });
         let mut bad = 0u64;
-        let (log, rec) = Wal::open(dir, base, SEGMENT_BYTES, |r| match r.kind {
-            KIND_INTENT => match serde_json::from_slice::<IntentRec>(&r.payload) {
-                Ok(i) => state.add_intent(i),
-                Err(_) => bad += 1,
-            },
-            KIND_SETTLED => match serde_json::from_slice::<SettledRec>(&r.payload) {
-                Ok(s) => state.apply(s),
-                Err(_) => bad += 1,
-            },
-            _ => bad += 1,
-        })
-        .map_err(|e| e.to_string())?;
+        let (log, rec) = store
+            .open_log(base, SEGMENT_BYTES, |r| match r.kind {
+                KIND_INTENT => match serde_json::from_slice::<IntentRec>(&r.payload) {
+                    Ok(i) => state.add_intent(i),
+                    Err(_) => bad += 1,
+                },
+                KIND_SETTLED => match serde_json::from_slice::<SettledRec>(&r.payload) {
+                    Ok(s) => state.apply(s),
+                    Err(_) => bad += 1,
+                },
+                _ => bad += 1,
+            })
+            .map_err(|e| e.to_string())?;
         if let Some((path, offset, dropped, reason)) = &rec.truncated {
             warn!(file = %path.display(), offset, dropped_bytes = dropped, reason = %reason,
                 "torn outbox tail cut off (a write interrupted by a crash; nothing in it was handed to the dispatcher)");
@@ -473,16 +474,6 @@ impl Outbox {
         while let Some(j) = rx.recv().await {
             if self.tx.send(Msg::Journal(j)).is_err() {
                 break;
-            }
-        }
-    }
-}
-
-fn remove_unfinished(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".bin.tmp") {
-                let _ = std::fs::remove_file(e.path());
             }
         }
     }
@@ -601,7 +592,7 @@ impl Writer {
         self.state.prune(&self.shared, unix_ms_now(), self.horizon);
         let bytes = encode_checkpoint(&self.state.checkpoint());
         let seq = self.log.last_seq();
-        match wal::write_snapshot(self.log.dir(), seq, &bytes) {
+        match self.log.store().write_snapshot(seq, &bytes) {
             Ok(_) => {
                 self.since_checkpoint = 0;
                 info!(
@@ -619,14 +610,10 @@ impl Writer {
     }
 }
 
-/// The outbox directory of a data directory.
-pub fn dir_of(data_dir: &Path) -> PathBuf {
-    data_dir.join("outbox")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
     fn env(id: &str) -> Envelope {
         serde_json::from_value(serde_json::json!({
@@ -658,7 +645,7 @@ mod tests {
 
     fn open(dir: &Path, shared: &Arc<OutboxShared>) -> (Outbox, OutboxThread, Recovered) {
         Outbox::open(
-            dir,
+            Store::Dir(dir.to_path_buf()),
             shared.clone(),
             Duration::from_secs(3600),
             10,
@@ -810,7 +797,7 @@ mod tests {
             .await
             .unwrap();
         // Append a torn record to the newest segment.
-        let seg = wal::segments(&dir).unwrap().pop().unwrap();
+        let seg = super::super::wal::segments(&dir).unwrap().pop().unwrap();
         let mut bytes = std::fs::read(&seg.path).unwrap();
         bytes.extend_from_slice(&[7u8; 30]);
         std::fs::write(&seg.path, bytes).unwrap();

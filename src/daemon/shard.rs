@@ -35,7 +35,6 @@
 //! flight to the outbox would otherwise be lost in a crash); until then it
 //! waits for the next batch or tick.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -153,7 +152,7 @@ pub struct ShardHandle {
 #[derive(Clone, Debug)]
 pub struct Durable {
     /// `data_dir/shard-<n>`.
-    pub dir: PathBuf,
+    pub store: wal::Store,
     /// Time between snapshots.
     pub snapshot_interval: Duration,
     /// Segment size.
@@ -244,23 +243,21 @@ fn recover(
     out: &mut Vec<Notification>,
 ) -> Result<(Engine, Wal, String), String> {
     let start = Instant::now();
-    std::fs::create_dir_all(&d.dir).map_err(|e| format!("{}: {e}", d.dir.display()))?;
-    if let Ok(rd) = std::fs::read_dir(&d.dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".bin.tmp") {
-                warn!(shard = setup.index, file = %e.path().display(),
-                    "removing a snapshot that was not finished");
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    let removed = d.store.remove_unfinished();
+    if removed > 0 {
+        warn!(shard = setup.index, store = %d.store, removed,
+            "removed a snapshot that was not finished");
     }
     let mut restored = None;
-    let snaps = wal::snapshots(&d.dir).map_err(|e| format!("{}: {e}", d.dir.display()))?;
-    for (seq, path) in snaps {
-        let bytes = match std::fs::read(&path) {
+    let snaps = d
+        .store
+        .snapshot_seqs()
+        .map_err(|e| format!("{}: {e}", d.store))?;
+    for seq in snaps {
+        let bytes = match d.store.read_snapshot(seq) {
             Ok(b) => b,
             Err(e) => {
-                warn!(shard = setup.index, file = %path.display(), error = %e,
+                warn!(shard = setup.index, store = %d.store, seq, error = %e,
                     "snapshot skipped: cannot read it");
                 continue;
             }
@@ -270,7 +267,7 @@ fn recover(
                 restored = Some((engine, seq, bytes.len()));
                 break;
             }
-            Err(e) => warn!(shard = setup.index, file = %path.display(), error = %e,
+            Err(e) => warn!(shard = setup.index, store = %d.store, seq, error = %e,
                 "snapshot skipped: it does not restore; trying an older one"),
         }
     }
@@ -278,20 +275,22 @@ fn recover(
         restored.unwrap_or_else(|| (Engine::new(setup.config.clone()), 0, 0));
     let mut undecodable = 0u64;
     let levels = setup.config.levels.clone();
-    let (log, rec) = Wal::open(&d.dir, base, d.segment_bytes, |r| match r.kind {
-        KIND_EVENT => match decode(&r.payload, &levels) {
-            Ok(ev) => {
-                engine.apply(&ev, out);
+    let (log, rec) = d
+        .store
+        .open_log(base, d.segment_bytes, |r| match r.kind {
+            KIND_EVENT => match decode(&r.payload, &levels) {
+                Ok(ev) => {
+                    engine.apply(&ev, out);
+                }
+                Err(_) => undecodable += 1,
+            },
+            KIND_ADVANCE => {
+                let us = i64::from_le_bytes(r.payload.as_slice().try_into().unwrap_or_default());
+                engine.advance(Ts(us), out);
             }
-            Err(_) => undecodable += 1,
-        },
-        KIND_ADVANCE => {
-            let us = i64::from_le_bytes(r.payload.as_slice().try_into().unwrap_or_default());
-            engine.advance(Ts(us), out);
-        }
-        _ => {}
-    })
-    .map_err(|e| e.to_string())?;
+            _ => {}
+        })
+        .map_err(|e| e.to_string())?;
     if let Some((path, offset, dropped, reason)) = &rec.truncated {
         warn!(shard = setup.index, file = %path.display(), offset, dropped_bytes = dropped,
             reason = %reason,
@@ -304,7 +303,7 @@ fn recover(
         );
     }
     if let Some(o) = &setup.outbox {
-        o.set_horizon(setup.index, wal::recovery_horizon(&d.dir));
+        o.set_horizon(setup.index, d.store.recovery_horizon());
     }
     // Publish the recovered members' contacts for the other shards.
     let dir = engine.directory();
@@ -498,7 +497,7 @@ impl Shard {
             std::process::exit(70);
         }
         let seq = w.last_seq();
-        let dir = w.dir().to_path_buf();
+        let store = w.store().clone();
         let start = Instant::now();
         let bytes = self.engine.snapshot();
         let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -514,13 +513,13 @@ impl Shard {
         let outbox = self.outbox.clone();
         let write = move || {
             let t = Instant::now();
-            match wal::write_snapshot(&dir, seq, &bytes) {
-                Ok(path) => {
+            match store.write_snapshot(seq, &bytes) {
+                Ok(place) => {
                     if let Some(o) = &outbox {
-                        o.set_horizon(index, wal::recovery_horizon(&dir));
+                        o.set_horizon(index, store.recovery_horizon());
                     }
                     info!(shard = index, seq, bytes = bytes.len(),
-                        file = %path.display(),
+                        file = %place,
                         serialize_ms = stall as f64 * 1e-6,
                         write_ms = t.elapsed().as_secs_f64() * 1e3,
                         "snapshot written");

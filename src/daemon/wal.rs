@@ -84,7 +84,7 @@ pub struct SegmentScan {
     pub damage: Option<Damage>,
 }
 
-fn frame_at(bytes: &[u8], off: usize) -> Result<(Record, usize), String> {
+pub(super) fn frame_at(bytes: &[u8], off: usize) -> Result<(Record, usize), String> {
     let rest = &bytes[off..];
     if rest.len() < HEADER_LEN {
         return Err(format!("short record header ({} bytes)", rest.len()));
@@ -322,16 +322,124 @@ pub struct Recovered {
     pub truncated: Option<(PathBuf, u64, u64, String)>,
 }
 
+/// Where a log and its snapshots live: a directory (`durability = "wal"`)
+/// or keys in Redis (`durability = "redis"`, [`super::redis_store`]).
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// `data_dir/shard-<n>` or `data_dir/outbox`.
+    Dir(PathBuf),
+    /// `<prefix>:shard-<n>` or `<prefix>:outbox`.
+    Redis(super::redis_store::RedisPart),
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Dir(d) => write!(f, "{}", d.display()),
+            Store::Redis(r) => write!(f, "redis key {}", r.key()),
+        }
+    }
+}
+
+impl Store {
+    /// Opens the log, replaying every record after `after` (see [`Wal::open`]).
+    pub fn open_log(
+        &self,
+        after: u64,
+        segment_bytes: u64,
+        replay: impl FnMut(&Record),
+    ) -> Result<(Wal, Recovered), WalError> {
+        match self {
+            Store::Dir(d) => Wal::open(d, after, segment_bytes, replay),
+            Store::Redis(r) => r.open_log(after, replay),
+        }
+    }
+
+    /// The snapshot sequences kept, newest first.
+    pub fn snapshot_seqs(&self) -> io::Result<Vec<u64>> {
+        match self {
+            Store::Dir(d) => match snapshots(d) {
+                Ok(v) => Ok(v.into_iter().map(|s| s.0).collect()),
+                // A new directory: created when the log opens.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            },
+            Store::Redis(r) => r.snapshot_seqs(),
+        }
+    }
+
+    /// The bytes of snapshot `seq`.
+    pub fn read_snapshot(&self, seq: u64) -> io::Result<Vec<u8>> {
+        match self {
+            Store::Dir(d) => fs::read(d.join(format!("snapshot-{seq:020}.bin"))),
+            Store::Redis(r) => r.read_snapshot(seq),
+        }
+    }
+
+    /// Writes snapshot `seq` atomically, keeps the two newest and drops the
+    /// log the older one covers. Returns where it went.
+    pub fn write_snapshot(&self, seq: u64, bytes: &[u8]) -> io::Result<String> {
+        match self {
+            Store::Dir(d) => write_snapshot(d, seq, bytes).map(|p| p.display().to_string()),
+            Store::Redis(r) => r.write_snapshot(seq, bytes),
+        }
+    }
+
+    /// See [`recovery_horizon`].
+    pub fn recovery_horizon(&self) -> u64 {
+        match self {
+            Store::Dir(d) => recovery_horizon(d),
+            Store::Redis(r) => r.recovery_horizon(),
+        }
+    }
+
+    /// Removes snapshots a crash left half-written; returns how many.
+    pub fn remove_unfinished(&self) -> usize {
+        match self {
+            Store::Dir(d) => {
+                let mut n = 0;
+                if let Ok(rd) = fs::read_dir(d) {
+                    for e in rd.flatten() {
+                        if e.file_name().to_string_lossy().ends_with(".bin.tmp")
+                            && fs::remove_file(e.path()).is_ok()
+                        {
+                            n += 1;
+                        }
+                    }
+                }
+                n
+            }
+            Store::Redis(r) => r.remove_unfinished(),
+        }
+    }
+}
+
+enum Backend {
+    File {
+        dir: PathBuf,
+        file: File,
+        seg_len: u64,
+        segment_bytes: u64,
+    },
+    Redis(super::redis_store::RedisLog),
+}
+
 /// One shard's log, open for appending.
-#[derive(Debug)]
 pub struct Wal {
-    dir: PathBuf,
-    file: File,
-    seg_len: u64,
-    segment_bytes: u64,
+    store: Store,
+    backend: Backend,
     next_seq: u64,
     buf: Vec<u8>,
     buf_first: u64,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("store", &self.store.to_string())
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Wal {
@@ -423,16 +531,30 @@ impl Wal {
         };
         Ok((
             Wal {
-                dir: dir.to_path_buf(),
-                file,
-                seg_len,
-                segment_bytes,
+                store: Store::Dir(dir.to_path_buf()),
+                backend: Backend::File {
+                    dir: dir.to_path_buf(),
+                    file,
+                    seg_len,
+                    segment_bytes,
+                },
                 next_seq,
                 buf: Vec::with_capacity(64 * 1024),
                 buf_first: next_seq,
             },
             rec,
         ))
+    }
+
+    /// A log appending to Redis after `last_seq`.
+    pub(super) fn redis(store: Store, log: super::redis_store::RedisLog, last_seq: u64) -> Wal {
+        Wal {
+            store,
+            backend: Backend::Redis(log),
+            next_seq: last_seq + 1,
+            buf: Vec::with_capacity(64 * 1024),
+            buf_first: last_seq + 1,
+        }
     }
 
     /// Buffers one record; returns its sequence number.
@@ -479,21 +601,30 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if self.seg_len >= self.segment_bytes {
-            self.file = new_segment(&self.dir, self.buf_first)?;
-            self.seg_len = SEGMENT_MAGIC.len() as u64;
+        match &mut self.backend {
+            Backend::File {
+                dir,
+                file,
+                seg_len,
+                segment_bytes,
+            } => {
+                if *seg_len >= *segment_bytes {
+                    *file = new_segment(dir, self.buf_first)?;
+                    *seg_len = SEGMENT_MAGIC.len() as u64;
+                }
+                file.write_all(&self.buf).map_err(io_err(dir))?;
+                file.sync_data().map_err(io_err(dir))?;
+                *seg_len += self.buf.len() as u64;
+            }
+            Backend::Redis(log) => log.append(self.buf_first, &self.buf)?,
         }
-        let path = self.dir.clone();
-        self.file.write_all(&self.buf).map_err(io_err(&path))?;
-        self.file.sync_data().map_err(io_err(&path))?;
-        self.seg_len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
 
-    /// The shard directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the log lives.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }
 
