@@ -203,6 +203,12 @@ fn kill_9_while_pushing_loses_and_doubles_nothing() -> Result<()> {
             assert!(ok, "{out}");
             let (ok, out) = state("inspect", &data)?;
             assert!(ok && out.contains("snapshot seq"), "{out}");
+            // The outbox is there too, with nothing left to send after a
+            // clean stop (the console took every notification).
+            assert!(
+                out.contains("outbox: ") && out.contains(": 0 notifications to send"),
+                "{out}"
+            );
             break;
         }
         std::thread::sleep(Duration::from_millis(30 + rand(200)));

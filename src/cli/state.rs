@@ -1,6 +1,7 @@
 //! `redcloud state inspect DIR` and `redcloud state verify DIR`: look at a
-//! daemon's data directory (`[daemon] data_dir` with `durability = "wal"`)
-//! without starting it. Read-only: neither command repairs anything.
+//! daemon's data directory (`[daemon] data_dir` with `durability = "wal"`:
+//! the shards' `shard-<n>/` and the dispatcher's `outbox/`) without starting
+//! it. Read-only: neither command repairs anything.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ pub fn run(args: StateArgs) -> Result<ExitCode> {
     }
 }
 
+/// The logs of a data directory: every `shard-<n>` in order, then `outbox`
+/// (numbered `usize::MAX`) if present.
 fn shard_dirs(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
@@ -56,6 +59,10 @@ fn shard_dirs(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     v.sort();
     if v.is_empty() {
         anyhow::bail!("{}: no shard-<n> directories here", dir.display());
+    }
+    let outbox = dir.join("outbox");
+    if outbox.is_dir() {
+        v.push((usize::MAX, outbox));
     }
     Ok(v)
 }
@@ -82,7 +89,12 @@ fn inspect(dir: &Path) -> Result<ExitCode> {
         println!("{}: {}", dir.display(), meta.trim().replace('\n', ", "));
     }
     for (n, sd) in shard_dirs(dir)? {
-        println!("shard {n}: {}", sd.display());
+        if n == usize::MAX {
+            let summary = crate::daemon::outbox::summarize(&sd).unwrap_or_else(|e| e);
+            println!("outbox: {}: {summary}", sd.display());
+        } else {
+            println!("shard {n}: {}", sd.display());
+        }
         for (seq, p) in snapshots(&sd)? {
             let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             println!("  snapshot seq {seq}: {len} bytes");
@@ -121,10 +133,15 @@ fn inspect(dir: &Path) -> Result<ExitCode> {
 fn verify(dir: &Path) -> Result<ExitCode> {
     let mut records = 0u64;
     let mut snaps = 0usize;
-    for (_, sd) in shard_dirs(dir)? {
+    for (n, sd) in shard_dirs(dir)? {
         for (_, p) in snapshots(&sd)? {
             let bytes = std::fs::read(&p)?;
-            if let Err(e) = snapshot_ok(&bytes) {
+            let ok = if n == usize::MAX {
+                crate::daemon::outbox::checkpoint_ok(&bytes)
+            } else {
+                snapshot_ok(&bytes)
+            };
+            if let Err(e) = ok {
                 println!("bad: {} at byte 0: {e}", p.display());
                 return Ok(ExitCode::from(1));
             }

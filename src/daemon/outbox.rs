@@ -33,6 +33,7 @@
 //! then a recovery may decide it again).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,6 +340,59 @@ pub struct Recovered {
     pub summary: String,
 }
 
+/// Checks an outbox checkpoint's envelope and that it decodes.
+pub fn checkpoint_ok(bytes: &[u8]) -> Result<(), String> {
+    decode_checkpoint(bytes).map(|_| ())
+}
+
+/// A read-only look at an outbox directory (`redcloud state inspect`): the
+/// newest checkpoint that decodes plus every readable record after it.
+pub fn summarize(dir: &Path) -> Result<String, String> {
+    let mut state = State {
+        dead_kept: usize::MAX,
+        ..State::default()
+    };
+    let mut base = 0;
+    for (seq, path) in super::wal::snapshots(dir).map_err(|e| e.to_string())? {
+        if let Ok(c) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| decode_checkpoint(&b))
+        {
+            state = State::restore(c, usize::MAX);
+            base = seq;
+            break;
+        }
+    }
+    for seg in super::wal::segments(dir).map_err(|e| e.to_string())? {
+        let bytes = std::fs::read(&seg.path).map_err(|e| e.to_string())?;
+        for r in super::wal::scan_segment(&bytes, seg.first_seq).records {
+            if r.seq <= base {
+                continue;
+            }
+            match r.kind {
+                KIND_INTENT => {
+                    if let Ok(i) = serde_json::from_slice::<IntentRec>(&r.payload) {
+                        state.add_intent(i);
+                    }
+                }
+                KIND_SETTLED => {
+                    if let Ok(x) = serde_json::from_slice::<SettledRec>(&r.payload) {
+                        state.apply(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(format!(
+        "{} notifications to send, {} settled ids remembered, {} recent sends, {} dead letters",
+        state.pending.len(),
+        state.settled.len(),
+        state.sends.len(),
+        state.dead.len()
+    ))
+}
+
 enum Msg {
     Intents(Vec<Decided>, oneshot::Sender<Vec<Envelope>>),
     Journal(Journal),
@@ -613,7 +667,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     fn env(id: &str) -> Envelope {
         serde_json::from_value(serde_json::json!({
