@@ -77,8 +77,13 @@ pub fn shard_of(key: &str, shards: usize) -> usize {
 /// Routes deliveries until `rx` is closed and empty, then asks every shard to
 /// stop once it has finished what it was sent.
 ///
-/// After each batch has been handed to every shard, the router publishes the
-/// largest `at` routed so far in `event_time` (see [`EventTime`]).
+/// Event time across shards: each routed event carries the largest `at` of
+/// the events routed before it (its `hint`); the shard advances to it before
+/// applying the event, so the sharded daemon closes days, fires timers and
+/// judges lateness exactly as one engine applying the events in routing order
+/// (`redcloud replay` of that order). After each batch has been handed to
+/// every shard, the router also publishes the largest `at` routed so far in
+/// `event_time`, for shards that get no events (see [`EventTime`]).
 pub async fn run(
     mut rx: mpsc::Receiver<Delivery>,
     shards: Vec<mpsc::Sender<ShardMsg>>,
@@ -113,6 +118,10 @@ pub async fn run(
                     continue;
                 }
             };
+            // The largest `at` routed before this event: the shard moves its
+            // watermark there first, so that the shards together decide as
+            // one engine applying the events in routing order.
+            let hint = max_at;
             max_at = max_at.max(ev.at.0);
             if matches!(ev.body, Body::OrgUpserted { .. }) {
                 let fan = Fanout::new(n, d.ack);
@@ -122,6 +131,7 @@ pub async fn run(
                         done: Done::All(fan.clone()),
                         source,
                         raw: d.payload.clone(),
+                        hint,
                     });
                 }
             } else {
@@ -131,6 +141,7 @@ pub async fn run(
                     done: Done::One(d.ack),
                     source,
                     raw: d.payload,
+                    hint,
                 });
             }
         }

@@ -135,6 +135,9 @@ pub struct RoutedEvent {
     pub source: usize,
     /// The event's JSON bytes as received (what the write-ahead log keeps).
     pub raw: Bytes,
+    /// The largest `at` routed before it (`i64::MIN`: none): the shard's
+    /// watermark moves there before the event is applied.
+    pub hint: i64,
 }
 
 /// A running shard.
@@ -561,6 +564,10 @@ impl Shard {
         match msg {
             ShardMsg::Events(batch) => {
                 for e in batch {
+                    if e.hint != i64::MIN && self.engine.watermark().is_none_or(|w| Ts(e.hint) > w)
+                    {
+                        self.advance(Ts(e.hint));
+                    }
                     self.apply(&e.ev, &e.raw, e.done, e.source);
                 }
             }
