@@ -110,6 +110,10 @@ struct RunArgs {
     /// the `redcloud` next to this binary, if any; else read it back in process).
     #[arg(long)]
     replay_bin: Option<PathBuf>,
+    /// scale: generate the events and drop them (the harness's own memory
+    /// and speed, to subtract from a run with the engine).
+    #[arg(long)]
+    generate_only: bool,
     #[command(flatten)]
     daemon: net::DaemonArgs,
 }
@@ -214,7 +218,7 @@ fn real_main() -> Result<ExitCode> {
                 Target::Http => net::run_daemon(&opts, net::Via::Http, &a.daemon)?,
                 Target::Amqp => net::run_daemon(&opts, net::Via::Amqp, &a.daemon)?,
                 Target::Redis => net::run_daemon(&opts, net::Via::Redis, &a.daemon)?,
-                Target::Scale => run::run_scale(&opts)?,
+                Target::Scale => run::run_scale(&opts, !a.generate_only)?,
             };
             r.write_all(&a.out)?;
             r

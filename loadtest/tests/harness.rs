@@ -263,7 +263,7 @@ fn expected_ids_mark_notifications_that_came_alone() {
 #[test]
 fn scale_run_times_the_last_close_for_every_member() {
     let opts = options(1 << 20);
-    let r = run::run_scale(&opts).unwrap();
+    let r = run::run_scale(&opts, true).unwrap();
     let exp = run::expected_pass(&opts, LogMode::Count);
     assert_eq!(r.events, exp.events);
     let last = r.day_closes.last().expect("the explicit close");
@@ -278,4 +278,30 @@ fn scale_run_times_the_last_close_for_every_member() {
         r.correctness.expected - last.notifications,
         exp.notifications
     );
+}
+
+#[test]
+fn shipped_configs_and_scaled_cases_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = redcloud_config::default_config().engine;
+    for f in [
+        "county-amqp.toml",
+        "county-amqp-1shard.toml",
+        "county-redis.toml",
+        "scale-short-dedup.toml",
+    ] {
+        let cfg = redcloud_config::load_file(&dir.join("configs").join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        // The harness replays with the same levels and policies as the default.
+        assert_eq!(cfg.engine.levels, default.levels, "{f}");
+        assert_eq!(cfg.engine.streaks.len(), 1, "{f}");
+        assert_eq!(cfg.engine.slas.len(), 1, "{f}");
+    }
+    for (f, members, orgs) in [
+        ("nation-20m.toml", 20_000_000, 1_000_001),
+        ("nation-50m.toml", 50_000_000, 2_500_001),
+    ] {
+        let c = Case::load(&dir.join("cases").join(f)).unwrap();
+        assert_eq!((c.members(), c.orgs()), (members, orgs), "{f}");
+    }
 }
