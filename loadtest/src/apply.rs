@@ -36,6 +36,10 @@ pub struct Expected {
     pub id: u128,
     /// Index (0-based) of the event whose application emitted it.
     pub event: u64,
+    /// The only notification that event caused (a ticket timer its time
+    /// passed), rather than one of a burst (a day close emits a reminder for
+    /// every member who missed the day). Set by the expected pass.
+    pub alone: bool,
 }
 
 /// An engine plus the decoding and logging around it.
@@ -127,12 +131,34 @@ impl Applier {
                 LogMode::Fingerprints => self.fingerprints.push(fingerprint(n)),
                 LogMode::Ids => {
                     let id = parse_id(&self.engine.render(n).id).unwrap_or_default();
-                    self.ids.push(Expected { id, event });
+                    self.ids.push(Expected {
+                        id,
+                        event,
+                        alone: false,
+                    });
                 }
             }
         }
         self.out = out;
         self.out.clear();
+    }
+
+    /// Members the engine knows.
+    pub fn members(&self) -> u64 {
+        self.engine.directory().members.len() as u64
+    }
+
+    /// Moves the engine's time to `to` (closing the days and firing the
+    /// timers up to it) and logs what it emits as caused by the last event.
+    /// Returns the notifications emitted.
+    pub fn advance_to(&mut self, to: redcloud_engine::time::Ts) -> u64 {
+        let before = self.notifications;
+        self.engine.advance(to, &mut self.out);
+        if !self.out.is_empty() {
+            let i = self.lines.saturating_sub(1);
+            self.take(i);
+        }
+        self.notifications - before
     }
 
     /// Closes days and fires timers up to the watermark (as `redcloud replay`

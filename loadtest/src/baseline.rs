@@ -1,6 +1,6 @@
 //! Bare-broker baselines, measured in the same run as the daemon targets with
-//! the same messages: AMQP publish (with confirms) → consume on a temporary
-//! queue, and Redis `XADD` → `XREADGROUP` on a temporary stream, without the
+//! the same messages and the same publisher: AMQP publish (with confirms) →
+//! consume on a temporary queue, and Redis `XADD` → `XREADGROUP` on a temporary stream, without the
 //! daemon. The daemon's throughput is reported as a ratio of these.
 
 use std::sync::{Arc, Mutex};
@@ -9,32 +9,51 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
 use crate::measure::{histogram, Percentiles};
+use crate::publish::Item;
 use crate::report::Baseline;
 
-/// Messages published ahead of their confirms.
-const INFLIGHT: usize = 1000;
-
-/// AMQP publish (with confirms) → consume on a temporary exchange and queue.
-pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
+/// AMQP publish → consume, through a durable queue bound to a temporary
+/// exchange: the messages are published by the same pipelined publisher the
+/// `amqp` target uses ([`crate::publish::amqp`]: one channel, confirms
+/// outstanding up to `window`, items of `batch`, persistent), and consumed by
+/// a bare lapin consumer acknowledging as the daemon's source does by default
+/// (prefetch 1000, a `multiple` ack every 100). The rate is messages from the
+/// first publish to the last delivery; latency is publish to delivery.
+pub async fn amqp(
+    uri: &str,
+    messages: &[Vec<u8>],
+    batch: usize,
+    window: usize,
+) -> Result<Baseline> {
     let conn = Connection::connect(
         uri,
         ConnectionProperties::default().with_connection_name("redcloud-loadtest:baseline".into()),
     )
     .await
     .context("baseline: cannot connect to the amqp broker")?;
+    // The consumer has a connection of its own, as the daemon does: flow
+    // control on the publisher's connection must not hold up its acks.
+    let cons_conn = Connection::connect(
+        uri,
+        ConnectionProperties::default()
+            .with_connection_name("redcloud-loadtest:baseline-consumer".into()),
+    )
+    .await
+    .context("baseline: cannot connect to the amqp broker")?;
     let publ = conn.create_channel().await?;
     publ.confirm_select(ConfirmSelectOptions::default()).await?;
-    let cons = conn.create_channel().await?;
+    let cons = cons_conn.create_channel().await?;
     cons.basic_qos(1000, BasicQosOptions::default()).await?;
     let exchange = format!("redcloud.loadtest.baseline.{}", std::process::id());
+    let queue = exchange.clone();
     publ.exchange_declare(
         exchange.as_str().into(),
         ExchangeKind::Topic,
@@ -42,18 +61,16 @@ pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         FieldTable::default(),
     )
     .await?;
-    let q = cons
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let queue = q.name().as_str().to_string();
+    // Durable like the daemon's queue, so persistent messages cost the same.
+    cons.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
     cons.queue_bind(
         queue.as_str().into(),
         exchange.as_str().into(),
@@ -70,7 +87,10 @@ pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
             FieldTable::default(),
         )
         .await?;
-    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(messages.len())));
+    let batch = batch.max(1);
+    let n_items = messages.len().div_ceil(batch);
+    // Publish instant of each item, set just before it is handed over.
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(n_items)));
     let total = messages.len();
     let sent2 = sent.clone();
     let reader = tokio::spawn(async move {
@@ -83,7 +103,7 @@ pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
             };
             let d = d?;
             let now = Instant::now();
-            if let Some(t) = sent2.lock().ok().and_then(|s| s.get(got).copied()) {
+            if let Some(t) = sent2.lock().ok().and_then(|s| s.get(got / batch).copied()) {
                 h.saturating_record(now.duration_since(t).as_nanos().max(1) as u64);
             }
             got += 1;
@@ -94,36 +114,42 @@ pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         }
         Ok::<_, anyhow::Error>((got, last, h))
     });
+    let (work_tx, work_rx) = tokio::sync::mpsc::channel::<Item>(16);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let publisher = tokio::spawn(crate::publish::amqp(
+        publ.clone(),
+        exchange.clone(),
+        Some("event".into()),
+        window,
+        work_rx,
+        done_tx,
+    ));
     let start = Instant::now();
-    let mut confirms = std::collections::VecDeque::new();
-    for m in messages {
+    for (k, chunk) in messages.chunks(batch).enumerate() {
+        let item = Item::from_messages((k * batch) as u64, chunk);
         if let Ok(mut s) = sent.lock() {
             s.push(Instant::now());
         }
-        let c = publ
-            .basic_publish(
-                exchange.as_str().into(),
-                "event".into(),
-                BasicPublishOptions::default(),
-                m,
-                BasicProperties::default(),
-            )
-            .await?;
-        confirms.push_back(c);
-        if confirms.len() >= INFLIGHT {
-            if let Some(c) = confirms.pop_front() {
-                c.await?;
-            }
+        if work_tx.send(item).await.is_err() {
+            break;
         }
     }
-    for c in confirms {
-        c.await?;
+    drop(work_tx);
+    let mut confirmed = start;
+    while let Some((_, _, at, r)) = done_rx.recv().await {
+        r?;
+        confirmed = at;
     }
+    publisher.await.context("baseline publisher panicked")??;
     let (got, last, h) = reader.await.context("baseline consumer panicked")??;
+    let _ = cons
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
     let _ = publ
         .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await;
     let _ = conn.close(200, "done".into()).await;
+    let _ = cons_conn.close(200, "done".into()).await;
     if got < total {
         bail!("baseline: consumed {got} of {total} messages");
     }
@@ -132,11 +158,13 @@ pub async fn amqp(uri: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         messages: total as u64,
         rate: total as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
         latency: Some(Percentiles::of(&h)),
+        publish_rate: Some(total as f64 / confirmed.duration_since(start).as_secs_f64().max(1e-9)),
     })
 }
 
-/// Redis `XADD` (pipelined by 100) → `XREADGROUP` + `XACK` on a temporary stream.
-pub async fn redis(url: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
+/// Redis `XADD` (pipelined by `batch`, as the `redis` target sends) →
+/// `XREADGROUP` (`COUNT 500`) + `XACK` on a temporary stream.
+pub async fn redis(url: &str, messages: &[Vec<u8>], batch: usize) -> Result<Baseline> {
     let client = redis::Client::open(url).context("baseline: bad redis url")?;
     let mut p = client
         .get_multiplexed_async_connection()
@@ -199,7 +227,7 @@ pub async fn redis(url: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         Ok::<_, anyhow::Error>((got, last, h))
     });
     let start = Instant::now();
-    for chunk in messages.chunks(100) {
+    for chunk in messages.chunks(batch.max(1)) {
         let mut pipe = redis::pipe();
         for m in chunk {
             pipe.cmd("XADD").arg(&key).arg("*").arg("event").arg(&m[..]);
@@ -210,6 +238,7 @@ pub async fn redis(url: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         }
         let _: Vec<String> = pipe.query_async(&mut p).await?;
     }
+    let published = start.elapsed();
     let (got, last, h) = reader.await.context("baseline reader panicked")??;
     let _: () = redis::cmd("DEL").arg(&key).query_async(&mut p).await?;
     Ok(Baseline {
@@ -217,5 +246,6 @@ pub async fn redis(url: &str, messages: &[Vec<u8>]) -> Result<Baseline> {
         messages: got as u64,
         rate: got as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
         latency: Some(Percentiles::of(&h)),
+        publish_rate: Some(got as f64 / published.as_secs_f64().max(1e-9)),
     })
 }

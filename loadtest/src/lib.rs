@@ -18,6 +18,7 @@ pub mod gen;
 pub mod measure;
 pub mod net;
 pub mod provider;
+pub mod publish;
 pub mod report;
 pub mod rng;
 pub mod run;

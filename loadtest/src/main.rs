@@ -41,6 +41,9 @@ enum Target {
     Amqp,
     /// A running daemon: XADD to its Redis stream.
     Redis,
+    /// The engine alone at scale: one pass, peak RSS (VmHWM) and a timed
+    /// close of the last day for every member; no expected pass, no baseline.
+    Scale,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,6 +110,10 @@ struct RunArgs {
     /// the `redcloud` next to this binary, if any; else read it back in process).
     #[arg(long)]
     replay_bin: Option<PathBuf>,
+    /// scale: generate the events and drop them (the harness's own memory
+    /// and speed, to subtract from a run with the engine).
+    #[arg(long)]
+    generate_only: bool,
     #[command(flatten)]
     daemon: net::DaemonArgs,
 }
@@ -130,6 +137,12 @@ struct BaselineArgs {
     /// Report folder.
     #[arg(long, default_value = "loadtest-report")]
     out: PathBuf,
+    /// Messages per work item (as the daemon targets' `--batch`).
+    #[arg(long, default_value_t = 200)]
+    batch: usize,
+    /// amqp: unconfirmed messages allowed (as the `amqp` target's `--confirm-window`).
+    #[arg(long, default_value_t = redcloud_loadtest::publish::DEFAULT_WINDOW)]
+    confirm_window: usize,
 }
 
 fn options(
@@ -205,6 +218,7 @@ fn real_main() -> Result<ExitCode> {
                 Target::Http => net::run_daemon(&opts, net::Via::Http, &a.daemon)?,
                 Target::Amqp => net::run_daemon(&opts, net::Via::Amqp, &a.daemon)?,
                 Target::Redis => net::run_daemon(&opts, net::Via::Redis, &a.daemon)?,
+                Target::Scale => run::run_scale(&opts, !a.generate_only)?,
             };
             r.write_all(&a.out)?;
             r
@@ -220,6 +234,8 @@ fn real_main() -> Result<ExitCode> {
                 a.messages,
                 &a.amqp_uri,
                 &a.redis_url,
+                a.batch,
+                a.confirm_window,
             )?;
             r.write_all(&a.out)?;
             r

@@ -254,3 +254,18 @@ impl Schedule {
         }
     }
 }
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`),
+/// in bytes: the high-water mark the kernel keeps, so a short peak between
+/// two samples is not missed.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}

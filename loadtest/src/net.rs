@@ -11,7 +11,6 @@
 //! the provider server ([`crate::provider`]) when the dispatcher is pointed at
 //! it, else the daemon's notification counter.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,13 +18,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Connection, ConnectionProperties};
 use tokio::sync::mpsc;
 
 use crate::apply::LogMode;
 use crate::measure::{histogram, spectrum, Percentiles, Recorder, Schedule};
 use crate::provider::Provider;
+use crate::publish::{self, Item};
 use crate::report::{Correctness, Memory, Report};
 use crate::run::{correctness_ids, expected_pass, Feed, Options};
 
@@ -93,36 +93,16 @@ pub struct DaemonArgs {
     /// Events per work item: one HTTP body, one burst of publishes, one pipeline.
     #[arg(long, default_value_t = 200)]
     pub batch: usize,
+    /// amqp: messages whose publisher confirms may be outstanding (one
+    /// channel; the baseline uses the same publisher and window).
+    #[arg(long, default_value_t = publish::DEFAULT_WINDOW)]
+    pub confirm_window: usize,
     /// Seconds to wait for the daemon to drain without progress.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
     /// Messages in the bare-broker baseline (amqp, redis); 0 to skip.
     #[arg(long, default_value_t = 100_000)]
     pub baseline_messages: u64,
-}
-
-/// One work item: lines `first..first + ends.len()` of the run.
-struct Item {
-    first: u64,
-    body: Bytes,
-    ends: Vec<usize>,
-}
-
-impl Item {
-    fn line(&self, i: usize) -> Bytes {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.body.slice(start..self.ends[i] - 1)
-    }
-
-    fn routing_key(&self, i: usize) -> String {
-        let l = self.line(i);
-        let s = std::str::from_utf8(&l).unwrap_or("");
-        s.split("\"type\":\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("event")
-            .to_string()
-    }
 }
 
 /// A plain HTTP/1.1 client connection.
@@ -218,23 +198,17 @@ pub async fn metrics(admin_url: &str, token: Option<&str>) -> Result<String> {
 
 enum Sender {
     Http(Http, String, Option<String>),
-    Amqp(lapin::Channel, String),
     Redis(redis::aio::MultiplexedConnection, String),
 }
 
 impl Sender {
-    async fn connect(via: Via, a: &DaemonArgs, conn: Option<&Connection>) -> Result<Sender> {
+    async fn connect(via: Via, a: &DaemonArgs) -> Result<Sender> {
         Ok(match via {
             Via::Http => {
                 let (auth, path) = split_url(&a.http_url)?;
                 Sender::Http(Http::connect(&auth).await?, path, a.token.clone())
             }
-            Via::Amqp => {
-                let conn = conn.context("no amqp connection")?;
-                let ch = conn.create_channel().await?;
-                ch.confirm_select(ConfirmSelectOptions::default()).await?;
-                Sender::Amqp(ch, a.exchange.clone())
-            }
+            Via::Amqp => bail!("amqp is sent by the pipelined publisher"),
             Via::Redis => {
                 let client = redis::Client::open(a.redis_url.as_str())?;
                 Sender::Redis(
@@ -269,30 +243,6 @@ impl Sender {
                         ),
                     }
                 }
-            }
-            Sender::Amqp(ch, exchange) => {
-                let mut confirms = VecDeque::with_capacity(item.ends.len());
-                for i in 0..item.ends.len() {
-                    let line = item.line(i);
-                    let c = ch
-                        .basic_publish(
-                            exchange.as_str().into(),
-                            item.routing_key(i).as_str().into(),
-                            BasicPublishOptions::default(),
-                            &line,
-                            BasicProperties::default()
-                                .with_content_type("application/json".into())
-                                .with_delivery_mode(2),
-                        )
-                        .await?;
-                    confirms.push_back(c);
-                }
-                for c in confirms {
-                    if let Confirmation::Nack(_) = c.await? {
-                        bail!("the broker nacked a publish");
-                    }
-                }
-                Ok(0)
             }
             Sender::Redis(c, stream) => {
                 let mut pipe = redis::pipe();
@@ -335,13 +285,15 @@ pub fn run_baseline(
     n: u64,
     amqp_uri: &str,
     redis_url: &str,
+    batch: usize,
+    window: usize,
 ) -> Result<Report> {
     let msgs = first_messages(opts, n);
     let rt = runtime()?;
     let b = rt.block_on(async {
         match via {
-            Via::Amqp => crate::baseline::amqp(amqp_uri, &msgs).await,
-            _ => crate::baseline::redis(redis_url, &msgs).await,
+            Via::Amqp => crate::baseline::amqp(amqp_uri, &msgs, batch, window).await,
+            _ => crate::baseline::redis(redis_url, &msgs, batch).await,
         }
     })?;
     let mut r = opts.report("baseline");
@@ -376,8 +328,10 @@ pub fn run_daemon(opts: &Options, via: Via, a: &DaemonArgs) -> Result<Report> {
         let msgs = first_messages(opts, a.baseline_messages.min(exp.events));
         Some(rt.block_on(async {
             match via {
-                Via::Amqp => crate::baseline::amqp(&a.amqp_uri, &msgs).await,
-                _ => crate::baseline::redis(&a.redis_url, &msgs).await,
+                Via::Amqp => {
+                    crate::baseline::amqp(&a.amqp_uri, &msgs, a.batch, a.confirm_window).await
+                }
+                _ => crate::baseline::redis(&a.redis_url, &msgs, a.batch).await,
             }
         })?)
     } else {
@@ -448,21 +402,34 @@ async fn drive(
     };
 
     let (work_tx, work_rx) = mpsc::channel::<Item>(1024);
-    let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Instant, Result<u64>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<publish::Done>();
     let mut workers = Vec::new();
-    for _ in 0..a.connections.max(1) {
-        let mut s = Sender::connect(via, a, amqp_conn.as_ref()).await?;
-        let rx = work_rx.clone();
-        let tx = done_tx.clone();
+    if let Some(conn) = &amqp_conn {
+        // One channel, confirms pipelined: the daemon gets the events in the
+        // generated order (the expected pass's order).
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let (ex, window, tx) = (a.exchange.clone(), a.confirm_window, done_tx.clone());
         workers.push(tokio::spawn(async move {
-            loop {
-                let item = { rx.lock().await.recv().await };
-                let Some(item) = item else { break };
-                let r = s.send(&item).await;
-                let _ = tx.send((item.first, item.ends.len() as u64, Instant::now(), r));
+            if let Err(e) = publish::amqp(ch, ex, None, window, work_rx, tx.clone()).await {
+                let _ = tx.send((0, 0, Instant::now(), Err(e)));
             }
         }));
+    } else {
+        let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+        for _ in 0..a.connections.max(1) {
+            let mut s = Sender::connect(via, a).await?;
+            let rx = work_rx.clone();
+            let tx = done_tx.clone();
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let item = { rx.lock().await.recv().await };
+                    let Some(item) = item else { break };
+                    let r = s.send(&item).await;
+                    let _ = tx.send((item.first, item.ends.len() as u64, Instant::now(), r));
+                }
+            }));
+        }
     }
     drop(done_tx);
 
@@ -613,16 +580,25 @@ async fn drive(
             // End-to-end latency: arrival minus the intended send time of the
             // event that caused the notification.
             let mut e2e = histogram();
+            let mut e2e_now = histogram();
+            let mut e2e_close = histogram();
             if opts.rate.is_some() {
                 for (id, at) in &arrivals.got {
                     if let Ok(k) = exp.ids.binary_search_by(|e| e.id.cmp(id)) {
                         let due = sched.due(exp.ids[k].event);
-                        e2e.saturating_record(
-                            at.saturating_duration_since(due).as_nanos().max(1) as u64
-                        );
+                        let v = at.saturating_duration_since(due).as_nanos().max(1) as u64;
+                        e2e.saturating_record(v);
+                        if exp.ids[k].alone {
+                            e2e_now.saturating_record(v);
+                        } else {
+                            e2e_close.saturating_record(v);
+                        }
                     }
                 }
                 report.e2e_latency = Some(Percentiles::of(&e2e));
+                report.e2e_alone = Some(Percentiles::of(&e2e_now));
+                report.e2e_burst = Some(Percentiles::of(&e2e_close));
+                report.e2e_distribution = spectrum(&e2e);
             } else {
                 report
                     .notes
@@ -635,7 +611,16 @@ async fn drive(
                 ));
             }
             let mut got: Vec<u128> = arrivals.got.iter().map(|g| g.0).collect();
-            correctness_ids("provider", exp, &mut got)
+            let c = correctness_ids("provider", exp, &mut got);
+            for e in crate::run::lost_examples(exp, &got, 5) {
+                report.notes.push(format!(
+                    "lost {:032x}, caused by event #{} ({})",
+                    e.id,
+                    e.event,
+                    if e.alone { "alone" } else { "one of a burst" }
+                ));
+            }
+            c
         }
         None => match n_after {
             Some(d) => {

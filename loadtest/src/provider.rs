@@ -4,8 +4,11 @@
 //! correctness check and end-to-end latency.
 //!
 //! Accepted bodies: an envelope (`{"notification": {"id": ...}, ...}`), a
-//! rendered notification (`{"id": ...}`), an array of either, or NDJSON of
-//! either. Anything else is answered 400 and counted as unreadable.
+//! rendered notification or a push request (`{"id": ...}`), an Aliyun SMS
+//! request (`{"OutId": ...}`), a WeCom robot message (the id in its markdown
+//! as `<!-- id -->`), an array of them, or NDJSON of them. Anything else is
+//! answered 400 and counted as unreadable. The body's text (names, phones,
+//! tokens) is never kept nor printed: only the ids.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,8 +39,15 @@ fn ids_in(v: &serde_json::Value, out: &mut Vec<u128>) -> bool {
                 .get("notification")
                 .and_then(|n| n.get("id"))
                 .or_else(|| o.get("id"))
+                .or_else(|| o.get("OutId"))
                 .and_then(|i| i.as_str())
-                .and_then(parse_id);
+                .and_then(parse_id)
+                .or_else(|| {
+                    o.get("markdown")
+                        .and_then(|m| m.get("content"))
+                        .and_then(|c| c.as_str())
+                        .and_then(markdown_id)
+                });
             match id {
                 Some(id) => {
                     out.push(id);
@@ -48,6 +58,13 @@ fn ids_in(v: &serde_json::Value, out: &mut Vec<u128>) -> bool {
         }
         _ => false,
     }
+}
+
+/// The id a WeCom robot message carries at the end of its markdown:
+/// `<!-- id -->`.
+fn markdown_id(content: &str) -> Option<u128> {
+    let rest = &content[content.rfind("<!--")? + 4..];
+    parse_id(rest.split("-->").next()?.trim())
 }
 
 /// The ids named by a body (JSON or NDJSON); `None` if it names none.
@@ -140,5 +157,17 @@ mod tests {
         let nd = format!("{{\"id\":\"{id}\"}}\n{{\"id\":\"{id}\"}}\n");
         assert_eq!(parse_body(nd.as_bytes()), Some(vec![7, 7]));
         assert_eq!(parse_body(b"{\"x\":1}"), None);
+        let push = format!("{{\"token\":\"t\",\"title\":\"x\",\"body\":\"y\",\"id\":\"{id}\"}}");
+        assert_eq!(parse_body(push.as_bytes()), Some(vec![7]));
+        let sms = format!("{{\"PhoneNumbers\":\"1\",\"OutId\":\"{id}\"}}");
+        assert_eq!(parse_body(sms.as_bytes()), Some(vec![7]));
+        let robot = format!(
+            "{{\"msgtype\":\"markdown\",\"markdown\":{{\"content\":\"**t**\\nbody\\n<!-- {id} -->\"}}}}"
+        );
+        assert_eq!(parse_body(robot.as_bytes()), Some(vec![7]));
+        assert_eq!(
+            parse_body(b"{\"msgtype\":\"markdown\",\"markdown\":{\"content\":\"no id\"}}"),
+            None
+        );
     }
 }

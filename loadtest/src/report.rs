@@ -23,6 +23,10 @@ pub struct Baseline {
     pub rate: f64,
     /// Send-to-receive latency, when measured.
     pub latency: Option<Percentiles>,
+    /// Messages per second from the first send to the last publisher
+    /// confirm / `XADD` reply (the producer side alone).
+    #[serde(default)]
+    pub publish_rate: Option<f64>,
 }
 
 /// Expected against received notifications.
@@ -56,6 +60,23 @@ pub struct Memory {
     pub daemon_peak_rss: Option<u64>,
     /// Heap of the engine's member state after the run (inprocess), bytes.
     pub engine_member_heap: Option<u64>,
+}
+
+/// A timed day close (the `scale` target).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DayClose {
+    /// The local date closed.
+    pub day: String,
+    /// Members tracked by the engine when it closed.
+    pub members: u64,
+    /// Seconds the close took (one `Engine::advance` call, or the `apply`
+    /// of the first event past the close).
+    pub seconds: f64,
+    /// Notifications it emitted.
+    pub notifications: u64,
+    /// `explicit` (advance to the close after the last event) or `inline`
+    /// (inside the apply of the first event past it).
+    pub how: String,
 }
 
 /// Everything a run measured.
@@ -105,6 +126,18 @@ pub struct Report {
     /// From an event's intended publish to the notification it causes
     /// arriving at the provider server.
     pub e2e_latency: Option<Percentiles>,
+    /// Of those, the notifications that were the only one their event
+    /// caused (ticket warnings and steps whose instant the event's time
+    /// passed): one event's publish to one notification, no burst.
+    #[serde(default)]
+    pub e2e_alone: Option<Percentiles>,
+    /// The others: one of a burst caused by one event (a day close emits a
+    /// reminder for every member who missed the day, all at once).
+    #[serde(default)]
+    pub e2e_burst: Option<Percentiles>,
+    /// End-to-end latency spectrum: `(percentile, µs)`.
+    #[serde(default)]
+    pub e2e_distribution: Vec<(f64, f64)>,
     /// The baseline measured in the same run.
     pub baseline: Option<Baseline>,
     /// `achieved_rate / baseline.rate` (or busy rate for inprocess).
@@ -119,6 +152,9 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     /// Latency spectrum: `(percentile, µs)`.
     pub distribution: Vec<(f64, f64)>,
+    /// Day closes timed (the `scale` target).
+    #[serde(default)]
+    pub day_closes: Vec<DayClose>,
     /// Notes and warnings.
     pub notes: Vec<String>,
 }
@@ -160,20 +196,28 @@ impl Report {
             "latency    p50 {:.1} µs  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1} µs ({})",
             l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, self.latency_meaning
         );
-        if let Some(e) = &self.e2e_latency {
-            let _ = writeln!(
-                s,
-                "end-to-end p50 {:.1} µs  p99 {:.1}  max {:.1} µs ({} notifications)",
-                e.p50_us, e.p99_us, e.max_us, e.count
-            );
+        for (what, e) in [
+            ("end-to-end", &self.e2e_latency),
+            ("    alone  ", &self.e2e_alone),
+            ("    burst  ", &self.e2e_burst),
+        ] {
+            if let Some(e) = e {
+                let _ = writeln!(
+                    s,
+                    "{what} p50 {:.1} µs  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1} µs ({} notifications)",
+                    e.p50_us, e.p90_us, e.p99_us, e.p999_us, e.max_us, e.count
+                );
+            }
         }
         if let Some(b) = &self.baseline {
             let _ = writeln!(
                 s,
-                "baseline   {}: {} messages at {:.0}/s{}",
+                "baseline   {}: {} messages at {:.0}/s{}{}",
                 b.kind,
                 b.messages,
                 b.rate,
+                b.publish_rate
+                    .map_or(String::new(), |p| format!(" (publishing alone {p:.0}/s)")),
                 b.latency.as_ref().map_or(String::new(), |l| format!(
                     ", latency p50 {:.1} µs p99 {:.1} µs",
                     l.p50_us, l.p99_us
@@ -211,6 +255,13 @@ impl Report {
                 mib(d)
             ))
         );
+        for c in &self.day_closes {
+            let _ = writeln!(
+                s,
+                "day close  {} ({}): {} members in {:.3} s, {} notifications",
+                c.day, c.how, c.members, c.seconds, c.notifications
+            );
+        }
         for n in &self.notes {
             let _ = writeln!(s, "note       {n}");
         }

@@ -221,6 +221,18 @@ pub fn expected_pass(opts: &Options, mode: LogMode) -> Expectation {
     let mut fingerprints = std::mem::take(&mut a.fingerprints);
     fingerprints.sort_unstable();
     let mut ids = std::mem::take(&mut a.ids);
+    // Ids are logged in event order: a run of one event's notifications.
+    let mut k = 0;
+    while k < ids.len() {
+        let mut e = k + 1;
+        while e < ids.len() && ids[e].event == ids[k].event {
+            e += 1;
+        }
+        if e - k == 1 {
+            ids[k].alone = true;
+        }
+        k = e;
+    }
     ids.sort_unstable();
     Expectation {
         events: a.lines,
@@ -261,6 +273,7 @@ pub fn decode_baseline(opts: &Options, limit: Option<u64>) -> Baseline {
         messages: n,
         rate: n as f64 / busy.as_secs_f64().max(1e-9),
         latency: None,
+        publish_rate: None,
     }
 }
 
@@ -522,4 +535,162 @@ pub fn run_ndjson(
     };
     report.timeline = rec.timeline;
     Ok(report)
+}
+
+/// Applies slower than this are reported as inline day closes (`scale`).
+const SLOW_APPLY: Duration = Duration::from_millis(50);
+
+/// The `scale` target: the case's events through one engine in process, as
+/// fast as possible, without the expected pass or a baseline (at `nation`
+/// scale each pass takes minutes). Reports the peak resident memory of the
+/// process (`VmHWM`), the engine's member heap, every `apply` slower than
+/// 50 ms (the first event past a day close closes that day inside its
+/// `apply`) and then times one explicit close: after the last event, the
+/// engine is advanced to the close of the last generated day, which closes
+/// that working day for every member it tracks.
+///
+/// With `apply = false` the events are generated and dropped: the harness's
+/// own memory and speed, to subtract from a run with the engine.
+pub fn run_scale(opts: &Options, apply: bool) -> Result<Report> {
+    let mut report = opts.report(if apply {
+        "scale"
+    } else {
+        "scale-generate-only"
+    });
+    let pb = opts.bar(None, "scale");
+    let feed = Feed::start(opts, None);
+    let mut a = Applier::new(opts.cfg.clone(), LogMode::Count);
+    if apply {
+        a.reserve_members(opts.case.members() as usize);
+    }
+    let mut rec = Recorder::new(opts.sample, None);
+    rec.restart();
+    let mut busy = Duration::ZERO;
+    let mut n = 0u64;
+    let mut bytes = 0u64;
+    // Applies slower than SLOW_APPLY without a day close: (count, longest, at).
+    let mut slow = (0u64, Duration::ZERO, 0u64);
+    for b in feed.rx.iter() {
+        let t0 = Instant::now();
+        for line in b.lines().filter(|_| apply) {
+            let t = Instant::now();
+            let closes = a.counters().day_closes;
+            let before = a.notifications;
+            a.apply_line(line);
+            let took = t.elapsed();
+            if took > SLOW_APPLY {
+                let closed = a.counters().day_closes - closes;
+                if closed > 0 {
+                    report.day_closes.push(crate::report::DayClose {
+                        day: format!("{closed} close(s) at event {}", a.lines - 1),
+                        members: a.members(),
+                        seconds: took.as_secs_f64(),
+                        notifications: a.notifications - before,
+                        how: "inline".into(),
+                    });
+                } else {
+                    slow.0 += 1;
+                    if took > slow.1 {
+                        slow = (slow.0, took, a.lines - 1);
+                    }
+                }
+            }
+        }
+        let done = Instant::now();
+        busy += done - t0;
+        n += b.len() as u64;
+        bytes += b.buf.len() as u64;
+        rec.completed(b.len() as u64);
+        rec.record((done - t0).as_nanos() as u64 / (b.len() as u64).max(1));
+        rec.tick(done);
+        pb.inc(b.len() as u64);
+        let _ = feed.recycle.try_send(b);
+    }
+    let elapsed = rec.elapsed();
+    report.counts = feed.finish();
+    pb.finish_and_clear();
+    let rss_before_close = crate::measure::peak_rss_bytes().unwrap_or(0);
+
+    // The explicit close: the last generated day's close instant.
+    let days = opts.days.unwrap_or(opts.case.raw.days);
+    let last = redcloud_engine::time::Day(opts.case.start.0 + days as i32 - 1);
+    let to = opts.cfg.zone.day_start(last.succ());
+    let closes = a.counters().day_closes;
+    let t = Instant::now();
+    let emitted = a.advance_to(to);
+    let took = t.elapsed();
+    report.day_closes.push(crate::report::DayClose {
+        day: format!(
+            "{} ({} close(s))",
+            last.date(),
+            a.counters().day_closes - closes
+        ),
+        members: a.members(),
+        seconds: took.as_secs_f64(),
+        notifications: emitted,
+        how: "explicit".into(),
+    });
+    rec.sample(Instant::now());
+
+    report.events = n;
+    report.bytes = bytes;
+    report.achieved_rate = n as f64 / elapsed.max(1e-9);
+    report.busy_rate = Some(n as f64 / busy.as_secs_f64().max(1e-9));
+    report.duration_s = elapsed;
+    report.latency = Percentiles::of(&rec.total);
+    report.latency_meaning = "mean decode + apply time per event of each generated batch".into();
+    report.correctness = Correctness {
+        method: "none".into(),
+        expected: a.notifications,
+        ok: true,
+        ..Correctness::default()
+    };
+    report.engine = counters_json(&a);
+    report.memory = Memory {
+        peak_rss: crate::measure::peak_rss_bytes().unwrap_or(rec.peak_rss),
+        daemon_peak_rss: None,
+        engine_member_heap: apply.then(|| a.engine().member_heap_bytes() as u64),
+    };
+    report.notes.push(format!(
+        "peak RSS (VmHWM) {:.2} GiB before the explicit close, {:.2} GiB after; the generator's buffers (--max-buffer) are included",
+        rss_before_close as f64 / (1u64 << 30) as f64,
+        report.memory.peak_rss as f64 / (1u64 << 30) as f64
+    ));
+    if slow.0 > 0 {
+        report.notes.push(format!(
+            "{} applies took over {} ms without closing a day (longest {:.3} s, event #{})",
+            slow.0,
+            SLOW_APPLY.as_millis(),
+            slow.1.as_secs_f64(),
+            slow.2
+        ));
+    }
+    report.notes.push(
+        "scale run: no expected pass and no baseline (notifications are counted, not checked); correctness is checked by the inprocess target on smaller cases"
+            .into(),
+    );
+    report.timeline = rec.timeline;
+    Ok(report)
+}
+
+/// Up to `k` expected notifications missing from `received` (sorted), with
+/// the index of the event that caused each: to find the cause of a loss
+/// (notification ids and event indexes carry no personal data).
+pub fn lost_examples(exp: &Expectation, received: &[u128], k: usize) -> Vec<Expected> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for e in &exp.ids {
+        while j < received.len() && received[j] < e.id {
+            j += 1;
+        }
+        if j < received.len() && received[j] == e.id {
+            j += 1;
+        } else {
+            out.push(*e);
+            if out.len() == k {
+                break;
+            }
+        }
+    }
+    out
 }

@@ -223,3 +223,85 @@ fn builtin_cases_parse_with_their_shapes() {
     }
     assert!(redcloud_loadtest::load_case("nope").is_err());
 }
+
+#[test]
+fn lost_examples_name_the_missing_ids_and_their_events() {
+    use redcloud_loadtest::apply::Expected;
+    let e = |id, event, alone| Expected { id, event, alone };
+    let exp = run::Expectation {
+        ids: vec![e(1, 0, true), e(2, 5, false), e(3, 5, false), e(9, 7, true)],
+        ..run::Expectation::default()
+    };
+    assert_eq!(run::lost_examples(&exp, &[1, 2, 3, 9], 5), vec![]);
+    assert_eq!(
+        run::lost_examples(&exp, &[1, 3], 5),
+        vec![e(2, 5, false), e(9, 7, true)]
+    );
+    assert_eq!(run::lost_examples(&exp, &[], 1), vec![e(1, 0, true)]);
+}
+
+#[test]
+fn expected_ids_mark_notifications_that_came_alone() {
+    let opts = options(1 << 20);
+    let exp = run::expected_pass(&opts, LogMode::Ids);
+    assert!(!exp.ids.is_empty());
+    // Recount by causing event: `alone` iff the event caused exactly one.
+    let mut per_event = std::collections::HashMap::new();
+    for e in &exp.ids {
+        *per_event.entry(e.event).or_insert(0u32) += 1;
+    }
+    for e in &exp.ids {
+        assert_eq!(e.alone, per_event[&e.event] == 1, "{e:?}");
+    }
+    assert!(exp.ids.iter().any(|e| e.alone), "ticket timers fire alone");
+    assert!(
+        exp.ids.iter().any(|e| !e.alone),
+        "day closes fire in bursts"
+    );
+}
+
+#[test]
+fn scale_run_times_the_last_close_for_every_member() {
+    let opts = options(1 << 20);
+    let r = run::run_scale(&opts, true).unwrap();
+    let exp = run::expected_pass(&opts, LogMode::Count);
+    assert_eq!(r.events, exp.events);
+    let last = r.day_closes.last().expect("the explicit close");
+    assert_eq!(last.how, "explicit");
+    assert_eq!(last.members, 200);
+    assert!(last.day.starts_with("2026-03-13"), "{}", last.day);
+    assert!(last.notifications > 0, "somebody missed the last day");
+    assert!(r.memory.peak_rss > 0);
+    // The scale run and the expected pass see the same events, so up to the
+    // last event they emit the same number of notifications.
+    assert_eq!(
+        r.correctness.expected - last.notifications,
+        exp.notifications
+    );
+}
+
+#[test]
+fn shipped_configs_and_scaled_cases_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = redcloud_config::default_config().engine;
+    for f in [
+        "county-amqp.toml",
+        "county-amqp-1shard.toml",
+        "county-redis.toml",
+        "scale-short-dedup.toml",
+    ] {
+        let cfg = redcloud_config::load_file(&dir.join("configs").join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        // The harness replays with the same levels and policies as the default.
+        assert_eq!(cfg.engine.levels, default.levels, "{f}");
+        assert_eq!(cfg.engine.streaks.len(), 1, "{f}");
+        assert_eq!(cfg.engine.slas.len(), 1, "{f}");
+    }
+    for (f, members, orgs) in [
+        ("nation-20m.toml", 20_000_000, 1_000_001),
+        ("nation-50m.toml", 50_000_000, 2_500_001),
+    ] {
+        let c = Case::load(&dir.join("cases").join(f)).unwrap();
+        assert_eq!((c.members(), c.orgs()), (members, orgs), "{f}");
+    }
+}
