@@ -377,21 +377,31 @@ impl Writer {
             self.str(i.get(k));
         }
     }
-    fn contacts(&mut self, table: &HashMap<u32, Contacts>) {
-        let mut keys: Vec<u32> = table.keys().copied().collect();
-        keys.sort_unstable();
-        self.varint(keys.len() as u64);
-        for k in keys {
-            let c = &table[&k];
-            let fields = [&c.name, &c.sms, &c.push, &c.group];
-            let mask = fields
-                .iter()
-                .enumerate()
-                .fold(0u8, |m, (i, f)| m | (u8::from(f.is_some()) << i));
-            self.u32(k);
-            self.u8(mask);
-            for f in fields.into_iter().flatten() {
-                self.str(f);
+    /// A table keyed by index below `bound`, ascending by key.
+    ///
+    /// In key order the entries lie at random places of the hash table: per
+    /// chunk, a first tight pass only loads them (independent loads overlap
+    /// instead of each waiting on memory in turn), the second writes them.
+    fn contacts(&mut self, table: &HashMap<u32, Contacts>, bound: usize) {
+        self.varint(table.len() as u64);
+        let entries = ascending(table, bound);
+        let mut chunk: Vec<(u32, [Option<&str>; 4])> = Vec::with_capacity(1024);
+        for part in entries.chunks(1024) {
+            chunk.clear();
+            chunk.extend(part.iter().map(|&(k, c)| {
+                let f = [&c.name, &c.sms, &c.push, &c.group];
+                (k, f.map(|v| v.as_deref()))
+            }));
+            for (k, fields) in &chunk {
+                let mask = fields
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |m, (i, f)| m | (u8::from(f.is_some()) << i));
+                self.u32(*k);
+                self.u8(mask);
+                for f in fields.iter().flatten() {
+                    self.str(f);
+                }
             }
         }
     }
@@ -409,6 +419,41 @@ impl Writer {
     }
 }
 
+/// The entries of a table keyed by indices below `bound`, ascending by key.
+///
+/// A dense table (at least one entry per 16 possible keys, as member contacts
+/// usually are) is ordered through one slot per possible key: a linear pass,
+/// where sorting the keys and looking each one up again cost a sort and a
+/// random probe per entry. A sparse one is sorted.
+fn ascending<V>(table: &HashMap<u32, V>, bound: usize) -> Vec<(u32, &V)> {
+    if table.len() >= bound / 16 {
+        let mut slots: Vec<Option<&V>> = vec![None; bound];
+        let mut fits = true;
+        for (&k, v) in table {
+            match slots.get_mut(k as usize) {
+                Some(slot) => *slot = Some(v),
+                None => {
+                    fits = false;
+                    break;
+                }
+            }
+        }
+        if fits {
+            let mut out = Vec::with_capacity(table.len());
+            out.extend(
+                slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| v.map(|v| (k as u32, v))),
+            );
+            return out;
+        }
+    }
+    let mut out: Vec<(u32, &V)> = table.iter().map(|(&k, v)| (k, v)).collect();
+    out.sort_unstable_by_key(|&(k, _)| k);
+    out
+}
+
 impl Engine {
     /// The engine's state as bytes (see the [format](crate::snapshot)): the
     /// same state always gives the same bytes. To be written by the
@@ -417,11 +462,21 @@ impl Engine {
         let cfg = &self.cfg;
         let dir = &self.dir;
         let tk = &self.tickets;
+        // Generous (the interners' capacities bound their strings): pages of
+        // the buffer never written are never touched, whereas growing it
+        // copies everything written so far.
         let estimate = 1024
-            + dir.members.len() * (24 + 6 * self.streaks.len())
-            + dir.orgs.len() * 32
-            + tk.tickets.len() * 64
-            + self.dedup.len() * 18;
+            + dir.cohorts.heap_bytes()
+            + dir.org_ids.heap_bytes()
+            + dir.member_ids.heap_bytes()
+            + tk.ids.heap_bytes()
+            + dir.members.len() * (8 + 6 * self.streaks.len())
+            + dir.orgs.len() * 16
+            + (dir.org_contacts.len() + dir.member_contacts.len()) * 64
+            + tk.tickets.len() * 48
+            + tk.titles.len() * 64
+            + tk.stats.len() * 64
+            + self.dedup.len() * 28;
         let mut w = Writer {
             buf: Vec::with_capacity(estimate),
         };
@@ -497,8 +552,8 @@ impl Engine {
             };
             w.u8(state | (u8::from(m.logged_in) << 2));
         }
-        w.contacts(&dir.org_contacts);
-        w.contacts(&dir.member_contacts);
+        w.contacts(&dir.org_contacts, dir.orgs.len());
+        w.contacts(&dir.member_contacts, dir.members.len());
         w.end(s);
 
         let s = w.begin(SECTIONS[2].0);
@@ -547,11 +602,9 @@ impl Engine {
                 }
             }
         }
-        let mut titles: Vec<(&u32, &Box<str>)> = tk.titles.iter().collect();
-        titles.sort_unstable_by_key(|&(k, _)| *k);
-        w.varint(titles.len() as u64);
-        for (k, v) in titles {
-            w.u32(*k);
+        w.varint(tk.titles.len() as u64);
+        for (k, v) in ascending(&tk.titles, tk.tickets.len()) {
+            w.u32(k);
             w.str(v);
         }
         w.end(s);
