@@ -197,6 +197,10 @@ fn kill_9_while_pushing_loses_and_doubles_nothing() -> Result<()> {
                 let m = d.get_json(&format!("/v1/members/m{k}"))?;
                 assert_eq!(m["enrolled"], true, "m{k}: {m}");
             }
+            // Snapshots are taken by fork (the default) while it runs.
+            d.wait(Duration::from_secs(10), "a forked snapshot", || {
+                Ok(d.logs().contains("snapshot written (forked)"))
+            })?;
             let mut d = d;
             d.terminate(Duration::from_secs(15))?;
             let (ok, out) = state("verify", &data)?;

@@ -35,6 +35,7 @@ pub(crate) struct RawDaemon {
     pub data_dir: String,
     pub durability: String,
     pub snapshot_interval: DurationText,
+    pub snapshot_mode: String,
     pub state_url: Option<crate::Secret>,
     pub state_prefix: String,
 }
@@ -53,6 +54,7 @@ impl Default for RawDaemon {
             data_dir: "./redcloud-data".into(),
             durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
+            snapshot_mode: "fork".into(),
             state_url: None,
             state_prefix: "redcloud".into(),
         }
@@ -126,6 +128,10 @@ pub struct DaemonConfig {
     pub durability: Durability,
     /// How often each shard writes a snapshot (with `durability = "wal"`).
     pub snapshot_interval: Duration,
+    /// How a shard takes a snapshot: `true` = in a forked child process (the
+    /// shard waits only for the fork; Linux, `durability = "wal"`), `false`
+    /// = serialized on the shard's thread, written in the background.
+    pub snapshot_fork: bool,
     /// Redis of `durability = "redis"` (a secret: it may hold a password).
     pub state_url: crate::Secret,
     /// Key prefix of `durability = "redis"`.
@@ -239,7 +245,18 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
             "must be between 1s and 24h",
         ));
     }
+    let snapshot_fork = match raw.snapshot_mode.as_str() {
+        "fork" => true,
+        "thread" => false,
+        other => {
+            return Err(ConfigError::invalid(
+                "daemon.snapshot_mode",
+                format!("\"{other}\" is not a snapshot mode (use \"fork\" or \"thread\")"),
+            ))
+        }
+    };
     Ok(DaemonConfig {
+        snapshot_fork,
         data_dir: PathBuf::from(raw.data_dir),
         durability,
         snapshot_interval,
@@ -341,6 +358,8 @@ mod tests {
         assert!(err("[sources.file]\n").contains("missing key `path`"));
         assert!(err("[daemon]\ndata_dir = \" \"\n").starts_with("daemon.data_dir:"));
         assert!(err("[daemon]\ndurability = \"disk\"\n").starts_with("daemon.durability:"));
+        assert!(err("[daemon]\nsnapshot_mode = \"magic\"\n").starts_with("daemon.snapshot_mode:"));
+        assert!(default_config().daemon.snapshot_fork);
         assert!(err("[daemon]\nsnapshot_interval = \"10ms\"\n")
             .starts_with("daemon.snapshot_interval:"));
         let c = from_toml_str(

@@ -464,7 +464,7 @@ impl Registry {
             &mut o,
             "redcloud_snapshot_stall_seconds",
             "gauge",
-            "time a snapshot held its shard (serializing; writing is in the background): the last one and the longest, over shards",
+            "time a snapshot held its shard (the fork, or serializing in thread mode; writing is in the background): the last one and the longest, over shards",
         );
         let last = self
             .shards

@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod clock;
 pub mod contacts;
+pub mod forksnap;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
@@ -234,6 +235,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             go: go_rx.clone(),
             durable: stores.as_ref().map(|st| shard::Durable {
                 store: st.part(&format!("shard-{index}")),
+                fork: dc.snapshot_fork,
                 snapshot_interval: dc.snapshot_interval,
                 segment_bytes: shard::SEGMENT_BYTES,
             }),

@@ -27,10 +27,12 @@
 //! Recovery (before the shard serves anything): the newest snapshot that
 //! restores, then the log records after it, through the same `Engine::apply`
 //! and `Engine::advance`. Every `[daemon] snapshot_interval`, and at a
-//! graceful stop, the shard takes a snapshot: it serializes the engine on its
-//! own thread (the only time it holds up events; counted in
-//! `redcloud_snapshot_stall_seconds`) and a background thread writes and
-//! syncs the file. A snapshot is taken only once every notification the shard
+//! graceful stop, the shard takes a snapshot: by default it forks the daemon
+//! and the child writes its copy-on-write image ([`super::forksnap`]; the
+//! shard waits only for the fork); otherwise (`snapshot_mode = "thread"`, at
+//! a graceful stop, state in Redis) it serializes the engine on its own
+//! thread and a background thread writes and syncs it. The hold is counted
+//! in `redcloud_snapshot_stall_seconds`. A snapshot is taken only once every notification the shard
 //! handed out is in the outbox (one decided before the snapshot and still in
 //! flight to the outbox would otherwise be lost in a crash); until then it
 //! waits for the next batch or tick.
@@ -160,6 +162,9 @@ pub struct Durable {
     pub snapshot_interval: Duration,
     /// Segment size.
     pub segment_bytes: u64,
+    /// Snapshot in a forked child (a directory store on Linux) rather than
+    /// serializing on the shard's thread.
+    pub fork: bool,
 }
 
 /// What a shard needs to start.
@@ -229,6 +234,8 @@ struct Shard {
     wal: Option<Wal>,
     acks: Vec<(Done, bool)>,
     outbox: Option<Arc<OutboxShared>>,
+    /// Snapshots by fork.
+    fork: bool,
     /// The highest tag handed to the sink.
     emitted: u64,
     /// A snapshot is due but waits for the outbox or the previous write.
@@ -359,6 +366,7 @@ async fn run(
         wal: log,
         acks: Vec::new(),
         outbox: setup.outbox.clone(),
+        fork: setup.durable.as_ref().is_some_and(|d| d.fork),
         emitted: 0,
         snapshot_due: false,
         writing: None,
@@ -501,6 +509,22 @@ impl Shard {
         }
         let seq = w.last_seq();
         let store = w.store().clone();
+        if !wait && self.fork {
+            if let wal::Store::Dir(dir) = &store {
+                if let Some(h) = super::forksnap::snapshot(
+                    &self.engine,
+                    dir,
+                    seq,
+                    self.index,
+                    &self.metrics,
+                    self.outbox.clone(),
+                ) {
+                    self.writing = Some(h);
+                    self.snapshot_due = false;
+                    return true;
+                }
+            }
+        }
         let start = Instant::now();
         let bytes = self.engine.snapshot();
         let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);

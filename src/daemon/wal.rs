@@ -235,6 +235,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// snapshot can still be recovered from with the one before it). Returns the
 /// path written.
 pub fn write_snapshot(dir: &Path, seq: u64, bytes: &[u8]) -> io::Result<PathBuf> {
+    let path = put_snapshot(dir, seq, bytes)?;
+    prune_snapshots(dir)?;
+    Ok(path)
+}
+
+/// The first half of [`write_snapshot`]: `.tmp`, fsync, rename, directory
+/// fsync (what a forked snapshot child does).
+pub fn put_snapshot(dir: &Path, seq: u64, bytes: &[u8]) -> io::Result<PathBuf> {
     let path = dir.join(format!("snapshot-{seq:020}.bin"));
     let tmp = dir.join(format!("snapshot-{seq:020}.bin.tmp"));
     {
@@ -244,6 +252,12 @@ pub fn write_snapshot(dir: &Path, seq: u64, bytes: &[u8]) -> io::Result<PathBuf>
     }
     fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
+    Ok(path)
+}
+
+/// The second half of [`write_snapshot`]: keeps the two newest snapshots and
+/// deletes the segments the older one covers.
+pub fn prune_snapshots(dir: &Path) -> io::Result<()> {
     let snaps = snapshots(dir)?;
     for (_, old) in snaps.iter().skip(2) {
         fs::remove_file(old)?;
@@ -251,8 +265,7 @@ pub fn write_snapshot(dir: &Path, seq: u64, bytes: &[u8]) -> io::Result<PathBuf>
     if let Some(&(keep, _)) = snaps.get(1).or(snaps.first()) {
         remove_segments_through(dir, keep)?;
     }
-    sync_dir(dir)?;
-    Ok(path)
+    sync_dir(dir)
 }
 
 /// The oldest snapshot sequence a recovery of `dir` may start from (the
