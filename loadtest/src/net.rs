@@ -531,8 +531,14 @@ async fn drive(
             let arrived = provider.as_ref().map_or(0, Provider::count) as u64;
             n_after = notes_d;
             let all_applied = applied_d.is_some_and(|v| v >= exp.events as f64);
-            let all_notes = notes_d.is_some_and(|v| v >= exp.notifications as f64)
-                || (provider.is_some() && arrived >= exp.notifications);
+            // With a provider server, "done" is every notification arrived
+            // there: the daemon's counter only says they were decided, and the
+            // dispatcher may still be sending.
+            let all_notes = if provider.is_some() {
+                arrived >= exp.notifications
+            } else {
+                notes_d.is_some_and(|v| v >= exp.notifications as f64)
+            };
             if all_applied && (all_notes || exp.notifications == 0) {
                 drained_at = rec.elapsed();
                 break;
