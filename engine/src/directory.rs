@@ -6,8 +6,6 @@
 //! contacts are personal data kept in side tables, used only to address
 //! deliveries and never logged.
 
-use std::collections::HashMap;
-
 use crate::intern::Interner;
 
 /// "No index": a missing parent, leader or org.
@@ -87,8 +85,8 @@ pub struct Directory {
     /// Cohort names.
     pub cohorts: Interner,
     // Crate-visible for `snapshot`.
-    pub(crate) member_contacts: HashMap<u32, Contacts>,
-    pub(crate) org_contacts: HashMap<u32, Contacts>,
+    pub(crate) member_contacts: crate::fasthash::IdxMap<Contacts>,
+    pub(crate) org_contacts: crate::fasthash::IdxMap<Contacts>,
 }
 
 /// The default cohort of a member upserted without one.

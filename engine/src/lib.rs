@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod directory;
 pub mod engine;
 pub mod event;
+pub mod fasthash;
 pub mod intern;
 pub mod notify;
 pub mod policy;

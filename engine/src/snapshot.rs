@@ -382,7 +382,11 @@ impl Writer {
     /// In key order the entries lie at random places of the hash table: per
     /// chunk, a first tight pass only loads them (independent loads overlap
     /// instead of each waiting on memory in turn), the second writes them.
-    fn contacts(&mut self, table: &HashMap<u32, Contacts>, bound: usize) {
+    fn contacts<S: std::hash::BuildHasher>(
+        &mut self,
+        table: &HashMap<u32, Contacts, S>,
+        bound: usize,
+    ) {
         self.varint(table.len() as u64);
         let entries = ascending(table, bound);
         let mut chunk: Vec<(u32, [Option<&str>; 4])> = Vec::with_capacity(1024);
@@ -425,7 +429,10 @@ impl Writer {
 /// usually are) is ordered through one slot per possible key: a linear pass,
 /// where sorting the keys and looking each one up again cost a sort and a
 /// random probe per entry. A sparse one is sorted.
-fn ascending<V>(table: &HashMap<u32, V>, bound: usize) -> Vec<(u32, &V)> {
+fn ascending<V, S: std::hash::BuildHasher>(
+    table: &HashMap<u32, V, S>,
+    bound: usize,
+) -> Vec<(u32, &V)> {
     if table.len() >= bound / 16 {
         let mut slots: Vec<Option<&V>> = vec![None; bound];
         let mut fits = true;
@@ -1325,9 +1332,13 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.ts()?) } else { None })
     }
 
-    fn contacts(&mut self, what: &'static str, len: usize) -> Result<HashMap<u32, Contacts>> {
+    fn contacts(
+        &mut self,
+        what: &'static str,
+        len: usize,
+    ) -> Result<crate::fasthash::IdxMap<Contacts>> {
         let n = self.count(5)?;
-        let mut m = HashMap::with_capacity(n);
+        let mut m = HashMap::with_capacity_and_hasher(n, crate::fasthash::IdxBuild);
         let mut prev: Option<u32> = None;
         for _ in 0..n {
             let at = self.pos;

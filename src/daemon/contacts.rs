@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use redcloud_engine::fasthash::StrBuild;
 use redcloud_engine::notify::Envelope;
 use redcloud_engine::Engine;
 
@@ -43,10 +44,22 @@ impl fmt::Debug for MemberAddresses {
     }
 }
 
+/// What the directory keeps of a member's contacts (`None`: nothing to keep).
+fn addresses(c: &redcloud_engine::directory::Contacts) -> Option<MemberAddresses> {
+    let a = MemberAddresses {
+        name: c.name.clone(),
+        sms: c.sms.clone(),
+        push: c.push.clone(),
+    };
+    (a.name.is_some() || a.sms.is_some() || a.push.is_some()).then_some(a)
+}
+
 /// The directory shared by the shards (writers) and the feeder (reader).
 #[derive(Clone, Default)]
 pub struct ContactDirectory {
-    map: Arc<DashMap<Box<str>, MemberAddresses>>,
+    /// Keys hashed with xxh3 (`StrBuild`): SipHash dominated mirroring
+    /// millions of members at recovery.
+    map: Arc<DashMap<Box<str>, MemberAddresses, StrBuild>>,
 }
 
 impl fmt::Debug for ContactDirectory {
@@ -77,18 +90,27 @@ impl ContactDirectory {
             .member_ids
             .find(member)
             .and_then(|m| dir.member_contacts(m))
-            .map(|c| MemberAddresses {
-                name: c.name.clone(),
-                sms: c.sms.clone(),
-                push: c.push.clone(),
-            })
-            .filter(|a| a.name.is_some() || a.sms.is_some() || a.push.is_some());
+            .and_then(addresses);
         match addr {
             Some(a) => {
                 self.map.insert(member.into(), a);
             }
             None => {
                 self.map.remove(member);
+            }
+        }
+    }
+
+    /// Copies every member's contacts `engine` holds (a shard after its
+    /// recovery), without looking each member up again.
+    pub fn mirror_all(&self, engine: &Engine) {
+        let dir = engine.directory();
+        // In member order (ids and entries are read sequentially); one
+        // contacts lookup per member, no id lookup.
+        for i in 0..dir.member_ids.len() {
+            let m = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Some(a) = dir.member_contacts(m).and_then(addresses) {
+                self.map.insert(dir.member_ids.get(m).into(), a);
             }
         }
     }
@@ -185,5 +207,34 @@ mod tests {
 
         let shown = format!("{:?} {:?}", d, d.get("L"));
         assert!(!shown.contains("138") && !shown.contains("张三"), "{shown}");
+    }
+
+    #[test]
+    fn mirroring_everything_equals_mirroring_one_by_one() {
+        use redcloud_engine::event::decode;
+        let cfg = std::sync::Arc::new(redcloud_engine::policy::EngineConfig::contract_default());
+        let mut e = Engine::new(cfg.clone());
+        let mut out = Vec::new();
+        let lines = [
+            r#"{"id":"o","type":"org.upserted","at":"2026-03-02T08:00:00+08:00","org":"u","parent":null,"level":"city","leader":"a"}"#,
+            r#"{"id":"1","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"a","org":"u","name":"甲","contacts":{"sms":"13800000001"}}"#,
+            r#"{"id":"2","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"b","org":"u","contacts":{"push":"tok-b"}}"#,
+            r#"{"id":"3","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"c","org":"u"}"#,
+        ];
+        for l in lines {
+            let ev = decode(l.as_bytes(), &cfg.levels).unwrap();
+            e.apply(&ev, &mut out);
+        }
+        let one = ContactDirectory::new();
+        for m in ["a", "b", "c"] {
+            one.mirror(&e, m);
+        }
+        let all = ContactDirectory::new();
+        all.mirror_all(&e);
+        assert_eq!(all.members(), 2, "c has nothing to keep");
+        for m in ["a", "b", "c"] {
+            assert_eq!(one.get(m), all.get(m), "{m}");
+        }
+        assert_eq!(all.get("b").unwrap().push.as_deref(), Some("tok-b"));
     }
 }

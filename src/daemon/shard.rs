@@ -316,13 +316,7 @@ fn recover(
         o.set_horizon(setup.index, d.store.recovery_horizon());
     }
     // Publish the recovered members' contacts for the other shards.
-    let dir = engine.directory();
-    for i in 0..dir.member_ids.len() {
-        let i = u32::try_from(i).unwrap_or(u32::MAX);
-        if dir.member_contacts(i).is_some() {
-            setup.contacts.mirror(&engine, dir.member_ids.get(i));
-        }
-    }
+    setup.contacts.mirror_all(&engine);
     let summary = format!(
         "snapshot seq {base} ({size} bytes), {} log records replayed from {} segments, last seq {}, {} notifications re-decided, {:.1} ms",
         rec.replayed,
