@@ -3,6 +3,11 @@
 //! Ids are kept as 128-bit hashes (collisions are negligible at any realistic
 //! volume) together with the watermark at which they were applied; entries
 //! older than the retention (in event time) are forgotten, oldest first.
+//!
+//! Memory: the keys in arrival order (16 bytes each) and their times as runs
+//! of equal watermarks (16 bytes per run; a bulk load at one instant is one
+//! run), besides the hash set: a `(Ts, u128)` per id would take 32 bytes
+//! (the `u128`'s alignment pads the pair).
 
 use std::collections::VecDeque;
 
@@ -16,7 +21,10 @@ use crate::time::Ts;
 pub struct Dedup {
     retention: i64,
     seen: HashSet<u128, IdentityBuild>,
-    order: VecDeque<(Ts, u128)>,
+    /// Remembered keys, oldest first.
+    keys: VecDeque<u128>,
+    /// Their watermarks: (time, how many consecutive keys have it).
+    runs: VecDeque<(Ts, u32)>,
 }
 
 /// The keys are already uniform hashes: hash them by taking their low bits.
@@ -54,7 +62,8 @@ impl Dedup {
         Dedup {
             retention,
             seen: HashSet::with_hasher(IdentityBuild),
-            order: VecDeque::new(),
+            keys: VecDeque::new(),
+            runs: VecDeque::new(),
         }
     }
 
@@ -77,16 +86,28 @@ impl Dedup {
         if !self.seen.insert(key) {
             return false;
         }
-        self.order.push_back((now, key));
+        self.push(now, key);
         let horizon = now.0.saturating_sub(self.retention);
-        while let Some(&(t, k)) = self.order.front() {
+        while let Some(&(t, n)) = self.runs.front() {
             if t.0 >= horizon {
                 break;
             }
-            self.order.pop_front();
-            self.seen.remove(&k);
+            self.runs.pop_front();
+            for _ in 0..n {
+                if let Some(k) = self.keys.pop_front() {
+                    self.seen.remove(&k);
+                }
+            }
         }
         true
+    }
+
+    fn push(&mut self, at: Ts, key: u128) {
+        self.keys.push_back(key);
+        match self.runs.back_mut() {
+            Some((t, n)) if *t == at && *n < u32::MAX => *n += 1,
+            _ => self.runs.push_back((at, 1)),
+        }
     }
 
     /// Number of remembered ids.
@@ -101,7 +122,10 @@ impl Dedup {
 
     /// The remembered ids with their times, oldest first (for snapshots).
     pub fn entries(&self) -> impl Iterator<Item = (Ts, u128)> + '_ {
-        self.order.iter().copied()
+        self.runs
+            .iter()
+            .flat_map(|&(t, n)| std::iter::repeat_n(t, n as usize))
+            .zip(self.keys.iter().copied())
     }
 
     /// Appends a remembered id as read from a snapshot (oldest first), without
@@ -110,14 +134,14 @@ impl Dedup {
         if !self.seen.insert(key) {
             return false;
         }
-        self.order.push_back((at, key));
+        self.push(at, key);
         true
     }
 
     /// Reserves room for `n` more ids (snapshot loading).
     pub(crate) fn reserve(&mut self, n: usize) {
         self.seen.reserve(n);
-        self.order.reserve(n);
+        self.keys.reserve(n);
     }
 }
 
@@ -139,5 +163,25 @@ mod tests {
         assert!(!d.contains(a));
         assert!(d.contains(Dedup::key("b")));
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn runs_of_equal_times_expire_together_and_list_in_order() {
+        let mut d = Dedup::new(10);
+        for i in 0..5 {
+            assert!(d.insert(Dedup::key(&format!("x{i}")), Ts(100)));
+        }
+        assert!(d.insert(Dedup::key("y"), Ts(105)));
+        assert_eq!(d.runs.len(), 2, "five ids at one instant are one run");
+        let listed: Vec<(Ts, u128)> = d.entries().collect();
+        assert_eq!(listed.len(), 6);
+        assert_eq!(listed[4], (Ts(100), Dedup::key("x4")));
+        assert_eq!(listed[5], (Ts(105), Dedup::key("y")));
+        // 111: the run at 100 is past the horizon (101), the one at 105 not.
+        assert!(d.insert(Dedup::key("z"), Ts(111)));
+        assert!(!d.contains(Dedup::key("x0")) && !d.contains(Dedup::key("x4")));
+        assert!(d.contains(Dedup::key("y")));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.entries().count(), 2);
     }
 }
