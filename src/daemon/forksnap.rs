@@ -29,6 +29,18 @@ use super::metrics::ShardMetrics;
 use super::outbox::OutboxShared;
 use super::wal;
 
+/// The data directory's lock file descriptor (`-1`: none). The child closes
+/// its copy at once: a `flock` lasts while any copy of the descriptor is
+/// open, and a child finishing a write must not keep a restarted daemon out
+/// of the directory after the parent died.
+static LOCK_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Tells the snapshot children which descriptor holds the data directory's
+/// lock.
+pub fn set_lock_fd(fd: i32) {
+    LOCK_FD.store(fd, Ordering::Relaxed);
+}
+
 /// A child still running after this long is killed (a snapshot takes
 /// seconds; a child stuck on something it should not touch must not block
 /// snapshots forever).
@@ -86,8 +98,13 @@ pub fn snapshot(
     // thread of the parent could have held and runs no destructor.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: async-signal-safe calls in the child.
+        // SAFETY: async-signal-safe calls in the child; the descriptor is
+        // the child's own copy.
         unsafe {
+            let lock = LOCK_FD.load(Ordering::Relaxed);
+            if lock >= 0 {
+                libc::close(lock);
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent as libc::pid_t {
                 libc::_exit(3);

@@ -449,7 +449,10 @@ fn open_data_dir(
         .open(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     match lock.try_lock() {
-        Ok(()) => {}
+        Ok(()) => {
+            #[cfg(unix)]
+            forksnap::set_lock_fd(std::os::fd::AsRawFd::as_raw_fd(&lock));
+        }
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "daemon.data_dir {}: another redcloud process is using it (it holds {}); stop it or give this one its own data_dir",
             dir.display(),
