@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::wal::{Store, Wal, KIND_INTENT, KIND_SETTLED};
+use super::wal::{Record, Store, Wal, KIND_INTENT, KIND_SETTLED};
 
 /// Records after which the outbox writes a checkpoint.
 pub const CHECKPOINT_RECORDS: u64 = 50_000;
@@ -255,6 +255,19 @@ impl State {
         }
     }
 
+    /// Applies one record of the outbox's log; `false` if it does not decode.
+    fn replay(&mut self, r: &Record) -> bool {
+        match r.kind {
+            KIND_INTENT => serde_json::from_slice::<IntentRec>(&r.payload)
+                .map(|i| self.add_intent(i))
+                .is_ok(),
+            KIND_SETTLED => serde_json::from_slice::<SettledRec>(&r.payload)
+                .map(|x| self.apply(x))
+                .is_ok(),
+            _ => false,
+        }
+    }
+
     /// Forgets what no recovery can need any more.
     fn prune(&mut self, shared: &OutboxShared, now_ms: i64, horizon: Duration) {
         self.settled
@@ -369,19 +382,7 @@ pub fn summarize(dir: &Path) -> Result<String, String> {
             if r.seq <= base {
                 continue;
             }
-            match r.kind {
-                KIND_INTENT => {
-                    if let Ok(i) = serde_json::from_slice::<IntentRec>(&r.payload) {
-                        state.add_intent(i);
-                    }
-                }
-                KIND_SETTLED => {
-                    if let Ok(x) = serde_json::from_slice::<SettledRec>(&r.payload) {
-                        state.apply(x);
-                    }
-                }
-                _ => {}
-            }
+            state.replay(&r);
         }
     }
     Ok(format!(
@@ -454,16 +455,10 @@ impl Outbox {
         });
         let mut bad = 0u64;
         let (log, rec) = store
-            .open_log(base, SEGMENT_BYTES, |r| match r.kind {
-                KIND_INTENT => match serde_json::from_slice::<IntentRec>(&r.payload) {
-                    Ok(i) => state.add_intent(i),
-                    Err(_) => bad += 1,
-                },
-                KIND_SETTLED => match serde_json::from_slice::<SettledRec>(&r.payload) {
-                    Ok(s) => state.apply(s),
-                    Err(_) => bad += 1,
-                },
-                _ => bad += 1,
+            .open_log(base, SEGMENT_BYTES, |r| {
+                if !state.replay(r) {
+                    bad += 1;
+                }
             })
             .map_err(|e| e.to_string())?;
         if let Some((path, offset, dropped, reason)) = &rec.truncated {
