@@ -371,6 +371,47 @@ fn metric(d: &Daemon, series: &str) -> Result<f64> {
 
 const ROUTES: &str = "[dispatch.routes.quiz]\nreminder = [\"push\", \"sms\", \"group\"]\nescalation = [\"sms\", \"group\"]\n";
 
+/// The tree, a village `unit` without a leader and `n` members with phones
+/// (`<phone>00`, `<phone>01`, …) who logged in on Monday 2026-03-02 and
+/// answer nothing; and the event that closes Monday.
+fn unit_with_phones(unit: &str, prefix: &str, phone: &str, n: usize) -> (Vec<String>, String) {
+    let at = "2026-03-02T09:00:30+08:00";
+    let mut events = tree(at);
+    events.push(org(
+        &format!("o-{unit}"),
+        at,
+        unit,
+        Some("t"),
+        "village",
+        None,
+        None,
+    ));
+    for i in 0..n {
+        let m = format!("{prefix}{i:02}");
+        events.push(member(
+            &format!("e-{m}"),
+            at,
+            &m,
+            unit,
+            &m,
+            Some(&format!("{phone}{i:02}")),
+            None,
+        ));
+        events.push(login(&format!("l-{m}"), at, &m));
+    }
+    (events, clock_event("2026-03-03T00:00:01+08:00"))
+}
+
+/// The notification ids `redcloud replay` decides for `events` then `tick`.
+fn expected_ids(extra: &str, events: &[String], tick: &str) -> Result<BTreeSet<String>> {
+    let mut all = events.to_vec();
+    all.push(tick.to_string());
+    Ok(replay(&format!("{DEFAULT_TOML}\n{extra}"), &all)?
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect())
+}
+
 // ------------------------------------------------------------------- tests
 
 /// (a) and (b): 30 members of one unit miss 5 working days. Reminders go by
@@ -695,29 +736,8 @@ fn an_sms_outage_queues_and_after_recovery_nothing_is_lost_or_doubled() -> Resul
             "per_recipient = [{ limit = 1, period = \"2s\" }]\ncircuit_breaker = { failures = 3, open_for = \"1s\" }\n"
         )
     );
-    let at = "2026-03-02T09:00:30+08:00";
-    let mut events = tree(at);
-    events.push(org("o-u3", at, "u3", Some("t"), "village", None, None));
-    for i in 0..20 {
-        let m = format!("p{i:02}");
-        events.push(member(
-            &format!("e-{m}"),
-            at,
-            &m,
-            "u3",
-            &m,
-            Some(&format!("137000000{i:02}")),
-            None,
-        ));
-        events.push(login(&format!("l-{m}"), at, &m));
-    }
-    let tick = clock_event("2026-03-03T00:00:01+08:00");
-    let mut all = events.clone();
-    all.push(tick.clone());
-    let want: BTreeSet<String> = replay(&format!("{DEFAULT_TOML}\n{extra}"), &all)?
-        .iter()
-        .map(|n| n["id"].as_str().unwrap().to_string())
-        .collect();
+    let (events, tick) = unit_with_phones("u3", "p", "137000000", 20);
+    let want = expected_ids(&extra, &events, &tick)?;
     assert_eq!(want.len(), 20);
 
     let d = Daemon::start(Opts {
@@ -792,29 +812,8 @@ fn notifications_stuck_in_an_outage_survive_kill_9() -> Result<()> {
         "data_dir = \"{}\"\ndurability = \"wal\"\nsnapshot_interval = \"1s\"\n",
         data.display()
     );
-    let at = "2026-03-02T09:00:30+08:00";
-    let mut events = tree(at);
-    events.push(org("o-u5", at, "u5", Some("t"), "village", None, None));
-    for i in 0..12 {
-        let m = format!("q{i:02}");
-        events.push(member(
-            &format!("e-{m}"),
-            at,
-            &m,
-            "u5",
-            &m,
-            Some(&format!("136000000{i:02}")),
-            None,
-        ));
-        events.push(login(&format!("l-{m}"), at, &m));
-    }
-    let tick = clock_event("2026-03-03T00:00:01+08:00");
-    let mut all = events.clone();
-    all.push(tick.clone());
-    let want: BTreeSet<String> = replay(&format!("{DEFAULT_TOML}\n{extra}"), &all)?
-        .iter()
-        .map(|n| n["id"].as_str().unwrap().to_string())
-        .collect();
+    let (events, tick) = unit_with_phones("u5", "q", "136000000", 12);
+    let want = expected_ids(&extra, &events, &tick)?;
     assert_eq!(want.len(), 12);
     let env = || vec![("REDCLOUD_FAKE_NOW", "2026-03-02T09:00:00+08:00".to_string())];
 

@@ -11,19 +11,38 @@ use std::time::Duration;
 
 use daemon_support::{Daemon, Opts};
 
+/// What `redcloud replay` prints for `trace`, a line per notification.
+fn replay(trace: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_redcloud"))
+        .args(["replay", "--events"])
+        .arg(trace)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "replay failed");
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Waits for the daemon's console to print as many notifications as
+/// `expected`, a little longer (nothing more may come), and compares them.
+fn same_as_replay(d: &Daemon, mut expected: Vec<String>) -> anyhow::Result<()> {
+    d.wait(Duration::from_secs(20), "all notifications", || {
+        Ok(d.stdout_lines().len() >= expected.len())
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut got = d.stdout_lines();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    Ok(())
+}
+
 #[test]
 fn two_shards_over_http_notify_exactly_what_replay_does() -> anyhow::Result<()> {
     let trace =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/replay/spring-festival-2026.ndjson");
-    let replay = Command::new(env!("CARGO_BIN_EXE_redcloud"))
-        .args(["replay", "--events"])
-        .arg(&trace)
-        .output()?;
-    assert!(replay.status.success());
-    let mut expected: Vec<String> = String::from_utf8(replay.stdout)?
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let expected = replay(&trace)?;
     assert!(expected.len() >= 15, "the trace must produce notifications");
 
     // The wall clock starts before the trace: every event is ahead of it.
@@ -37,16 +56,7 @@ fn two_shards_over_http_notify_exactly_what_replay_does() -> anyhow::Result<()> 
         .collect();
     let (status, body) = d.post_events(&lines, None)?;
     assert_eq!(status, 400, "the trace has three bad lines: {body}");
-    d.wait(Duration::from_secs(20), "all notifications", || {
-        Ok(d.stdout_lines().len() >= expected.len())
-    })?;
-    // A little longer: nothing more may come.
-    std::thread::sleep(Duration::from_millis(500));
-    let mut got = d.stdout_lines();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
-    Ok(())
+    same_as_replay(&d, expected)
 }
 
 /// Late answers, one ordered producer, two shards: an answer for Monday that
@@ -107,15 +117,7 @@ fn late_answers_are_late_on_every_shard_as_in_replay() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let trace = dir.join("late.ndjson");
     std::fs::write(&trace, lines.join("\n") + "\n")?;
-    let replay = Command::new(env!("CARGO_BIN_EXE_redcloud"))
-        .args(["replay", "--events"])
-        .arg(&trace)
-        .output()?;
-    assert!(replay.status.success());
-    let mut expected: Vec<String> = String::from_utf8(replay.stdout)?
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let expected = replay(&trace)?;
     assert!(expected.len() >= 10, "the trace must produce notifications");
 
     let d = Daemon::start(Opts {
@@ -124,14 +126,7 @@ fn late_answers_are_late_on_every_shard_as_in_replay() -> anyhow::Result<()> {
     })?;
     let (status, body) = d.post_events(&lines, None)?;
     assert_eq!(status, 200, "{body}");
-    d.wait(Duration::from_secs(20), "all notifications", || {
-        Ok(d.stdout_lines().len() >= expected.len())
-    })?;
-    std::thread::sleep(Duration::from_millis(500));
-    let mut got = d.stdout_lines();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
+    same_as_replay(&d, expected)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

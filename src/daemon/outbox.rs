@@ -707,6 +707,35 @@ mod tests {
         v.iter().map(|e| e.notification.id.as_str()).collect()
     }
 
+    /// Hands `entries` to the outbox as the dispatcher's journal and waits
+    /// until they are taken.
+    async fn journal(ob: &Outbox, entries: Vec<Journal>) {
+        let (jtx, jrx) = mpsc::unbounded_channel();
+        let fwd = tokio::spawn(ob.clone().journal(jrx));
+        for j in entries {
+            jtx.send(j).unwrap();
+        }
+        drop(jtx);
+        fwd.await.unwrap();
+    }
+
+    /// Stops the outbox: its last records and checkpoint are on disk after.
+    async fn close(ob: Outbox, th: OutboxThread) {
+        drop(ob);
+        tokio::task::spawn_blocking(move || th.join())
+            .await
+            .unwrap();
+    }
+
+    fn delivered(key: u64, ids: &[&str]) -> Journal {
+        Journal::Attempt {
+            channel: ChannelKind::Sms,
+            recipient_key: key,
+            unix_ms: unix_ms_now(),
+            delivered: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     #[tokio::test]
     async fn pending_survive_settled_do_not_and_duplicates_are_filtered() {
         let dir = tmp("cycle");
@@ -728,28 +757,8 @@ mod tests {
         let again = ob.persist(vec![decided(0, 7, "a")]).await.unwrap();
         assert!(again.is_empty());
         assert_eq!(shared.durable(0), 7, "a known id still counts as durable");
-        let (jtx, jrx) = mpsc::unbounded_channel();
-        let fwd = tokio::spawn(ob.clone().journal(jrx));
-        jtx.send(Journal::Attempt {
-            channel: ChannelKind::Sms,
-            recipient_key: 42,
-            unix_ms: unix_ms_now(),
-            delivered: vec!["b".into()],
-        })
-        .unwrap();
-        jtx.send(Journal::Attempt {
-            channel: ChannelKind::Sms,
-            recipient_key: 43,
-            unix_ms: unix_ms_now(),
-            delivered: vec![],
-        })
-        .unwrap();
-        drop(jtx);
-        fwd.await.unwrap();
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        journal(&ob, vec![delivered(42, &["b"]), delivered(43, &[])]).await;
+        close(ob, th).await;
 
         let (ob, th, rec) = open(&dir, &shared);
         assert_eq!(ids(&rec.pending), ["a", "c"], "{}", rec.summary);
@@ -760,10 +769,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ids(&fresh), ["d"]);
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        close(ob, th).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -775,24 +781,9 @@ mod tests {
         ob.persist(vec![decided(0, 5, "a"), decided(0, 9, "b")])
             .await
             .unwrap();
-        let (jtx, jrx) = mpsc::unbounded_channel();
-        let fwd = tokio::spawn(ob.clone().journal(jrx));
-        for id in ["a", "b"] {
-            jtx.send(Journal::Attempt {
-                channel: ChannelKind::Push,
-                recipient_key: 1,
-                unix_ms: unix_ms_now(),
-                delivered: vec![id.into()],
-            })
-            .unwrap();
-        }
-        drop(jtx);
-        fwd.await.unwrap();
+        journal(&ob, vec![delivered(1, &["a"]), delivered(1, &["b"])]).await;
         shared.set_horizon(0, 5);
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        close(ob, th).await;
         let (ob, th, rec) = open(&dir, &shared);
         assert!(
             rec.summary.contains("1 settled ids remembered"),
@@ -806,10 +797,7 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        close(ob, th).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -821,30 +809,26 @@ mod tests {
         ob.persist(vec![decided(0, 1, "x"), decided(0, 2, "y")])
             .await
             .unwrap();
-        let (jtx, jrx) = mpsc::unbounded_channel();
-        let fwd = tokio::spawn(ob.clone().journal(jrx));
-        jtx.send(Journal::Dead {
-            view: DeadLetterView {
-                id: "x".into(),
-                notification_ids: vec!["x".into()],
-                policy: "quiz".into(),
-                kind: "reminder".into(),
-                step: 1,
-                recipient: "member:a".into(),
-                channel: Some("sms"),
-                reason: "http 400".into(),
-                attempts: 1,
-                at_unix_ms: 1,
-            },
-            envs: vec![env("x")],
-        })
-        .unwrap();
-        drop(jtx);
-        fwd.await.unwrap();
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        journal(
+            &ob,
+            vec![Journal::Dead {
+                view: DeadLetterView {
+                    id: "x".into(),
+                    notification_ids: vec!["x".into()],
+                    policy: "quiz".into(),
+                    kind: "reminder".into(),
+                    step: 1,
+                    recipient: "member:a".into(),
+                    channel: Some("sms"),
+                    reason: "http 400".into(),
+                    attempts: 1,
+                    at_unix_ms: 1,
+                },
+                envs: vec![env("x")],
+            }],
+        )
+        .await;
+        close(ob, th).await;
         // Append a torn record to the newest segment.
         let seg = super::super::wal::segments(&dir).unwrap().pop().unwrap();
         let mut bytes = std::fs::read(&seg.path).unwrap();
@@ -855,10 +839,7 @@ mod tests {
         assert_eq!(rec.dead.len(), 1);
         assert_eq!(rec.dead[0].0.channel, Some("sms"));
         assert_eq!(rec.dead[0].0.reason, "http 400");
-        drop(ob);
-        tokio::task::spawn_blocking(move || th.join())
-            .await
-            .unwrap();
+        close(ob, th).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
