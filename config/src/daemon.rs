@@ -36,6 +36,7 @@ pub(crate) struct RawDaemon {
     pub durability: String,
     pub snapshot_interval: DurationText,
     pub snapshot_mode: String,
+    pub huge_pages: bool,
     pub state_url: Option<crate::Secret>,
     pub state_prefix: String,
 }
@@ -55,6 +56,7 @@ impl Default for RawDaemon {
             durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
             snapshot_mode: "fork".into(),
+            huge_pages: true,
             state_url: None,
             state_prefix: "redcloud".into(),
         }
@@ -132,6 +134,10 @@ pub struct DaemonConfig {
     /// shard waits only for the fork; Linux, `durability = "wal"`), `false`
     /// = serialized on the shard's thread, written in the background.
     pub snapshot_fork: bool,
+    /// Keep the daemon's large memory regions on transparent huge pages
+    /// (Linux): a fork for a snapshot then copies 512 times fewer page-table
+    /// entries, and random lookups miss the TLB less.
+    pub huge_pages: bool,
     /// Redis of `durability = "redis"` (a secret: it may hold a password).
     pub state_url: crate::Secret,
     /// Key prefix of `durability = "redis"`.
@@ -257,6 +263,7 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
     };
     Ok(DaemonConfig {
         snapshot_fork,
+        huge_pages: raw.huge_pages,
         data_dir: PathBuf::from(raw.data_dir),
         durability,
         snapshot_interval,

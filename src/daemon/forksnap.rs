@@ -15,6 +15,16 @@
 //! `.tmp` and a rename): keeping the two newest and deleting covered segments
 //! is the parent's, after the child succeeded. Memory: pages the shard
 //! writes while the child runs are copied (at most the shard's state).
+//!
+//! The fork copies one page-table entry per 4 KiB page, so with 4 KiB pages
+//! it holds the shard for tens of milliseconds per GiB. [`keep_huge_pages`]
+//! (`[daemon] huge_pages = true`, the default) keeps the daemon's large
+//! anonymous regions on transparent huge pages (2 MiB, one entry each):
+//! `madvise(MADV_HUGEPAGE)` marks them and `madvise(MADV_COLLAPSE)` rebuilds
+//! the huge pages that a copy-on-write split while a child ran (the kernel
+//! splits a huge page on the first write after a fork and never merges it
+//! back soon by itself). A background thread does this once after recovery
+//! and again after each snapshot child has ended.
 
 #![allow(unsafe_code)]
 
@@ -124,6 +134,7 @@ pub fn snapshot(
         return None;
     }
     let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    CHILDREN.fetch_add(1, Ordering::SeqCst);
     metrics.snapshots.fetch_add(1, Ordering::Relaxed);
     metrics.snapshot_stall_last.store(stall, Ordering::Relaxed);
     metrics
@@ -132,6 +143,9 @@ pub fn snapshot(
     let dir = dir.to_path_buf();
     let waiter = move || {
         let ok = reap(pid, CHILD_LIMIT);
+        // The pages the shards wrote while the child ran were split.
+        huge_pages_again();
+        CHILDREN.fetch_sub(1, Ordering::SeqCst);
         if !ok {
             warn!(
                 shard = index,
@@ -164,9 +178,202 @@ pub fn snapshot(
             // The child runs on; reap it here.
             warn!(shard = index, error = %e, "cannot start the snapshot waiter; waiting here");
             reap(pid, CHILD_LIMIT);
+            CHILDREN.fetch_sub(1, Ordering::SeqCst);
             None
         }
     }
+}
+
+/// Snapshot children alive.
+static CHILDREN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// When the huge-page pass now due was asked for, in milliseconds since
+/// [`EPOCH`] plus one (0: none due).
+static PASS_DUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Longest a fork waits for a huge-page pass.
+const PASS_WAIT: Duration = Duration::from_secs(10);
+
+fn since_epoch_ms() -> u64 {
+    let e = EPOCH.get_or_init(Instant::now);
+    u64::try_from(e.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Whether a shard should put its forked snapshot off for a moment: another
+/// shard's child is still running (the pages written meanwhile are split
+/// and cannot be collapsed while the child shares them), or the huge-page
+/// pass after one is still due (at most [`PASS_WAIT`]). Forks one after the
+/// other find the memory on huge pages, and so take a few milliseconds.
+pub fn busy() -> bool {
+    if CHILDREN.load(Ordering::SeqCst) > 0 {
+        return true;
+    }
+    let due = PASS_DUE.load(Ordering::SeqCst);
+    due != 0 && since_epoch_ms().saturating_sub(due) < PASS_WAIT.as_millis() as u64
+}
+
+/// Wakes the huge-page keeper, if it runs.
+static KEEPER: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> = std::sync::OnceLock::new();
+
+/// Smallest region kept on huge pages: smaller ones are stacks, small
+/// arenas and libraries' data, and gain nothing.
+const HUGE_REGION_MIN: usize = 8 << 20;
+const HUGE: usize = 2 << 20;
+
+/// Starts the huge-page keeper: a thread that marks the daemon's large
+/// anonymous regions for transparent huge pages and collapses them, now and
+/// after every snapshot child. Returns why not, if it cannot (not Linux,
+/// transparent huge pages set to `never`, an older kernel without
+/// `MADV_COLLAPSE`).
+pub fn keep_huge_pages() -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Err("transparent huge pages are a Linux feature".into());
+    }
+    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map_err(|e| format!("cannot read transparent_hugepage/enabled: {e}"))?;
+    if mode.contains("[never]") {
+        return Err("transparent huge pages are disabled on this host ([never])".into());
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    if KEEPER.set(tx).is_err() {
+        return Ok(());
+    }
+    let keep = move || {
+        let mut first = true;
+        // After every snapshot child, and now and then for regions that
+        // were allocated since.
+        while !matches!(
+            rx.recv_timeout(Duration::from_secs(120)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        ) {
+            let start = Instant::now();
+            let pass = collapse_pass();
+            PASS_DUE.store(0, Ordering::SeqCst);
+            match pass {
+                Ok(p) => {
+                    let ms = start.elapsed().as_secs_f64() * 1e3;
+                    if first {
+                        info!(
+                            regions = p.regions,
+                            mib = p.bytes >> 20,
+                            ms,
+                            "huge pages: large regions collapsed"
+                        );
+                    } else {
+                        tracing::debug!(
+                            regions = p.regions,
+                            mib = p.bytes >> 20,
+                            ms,
+                            "huge pages: collapsed again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "huge pages: cannot collapse; the daemon goes on with small pages");
+                    return;
+                }
+            }
+            first = false;
+        }
+    };
+    std::thread::Builder::new()
+        .name("redcloud-thp".into())
+        .spawn(keep)
+        .map_err(|e| format!("cannot start the huge-page thread: {e}"))?;
+    huge_pages_again();
+    Ok(())
+}
+
+/// Asks the keeper for a pass (at most one waits; a pass covers them all).
+fn huge_pages_again() {
+    if let Some(tx) = KEEPER.get() {
+        let _ = PASS_DUE.compare_exchange(0, since_epoch_ms(), Ordering::SeqCst, Ordering::SeqCst);
+        let _ = tx.try_send(());
+    }
+}
+
+/// What one pass covered.
+struct Pass {
+    regions: usize,
+    bytes: usize,
+}
+
+/// The private anonymous read-write regions of at least
+/// [`HUGE_REGION_MIN`], aligned inward to 2 MiB, from `/proc/self/maps`.
+fn large_regions(maps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let path = f.next().unwrap_or("");
+        if perms != "rw-p" || inode != "0" || !(path.is_empty() || path == "[heap]") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let start = a.next_multiple_of(HUGE);
+        let end = b & !(HUGE - 1);
+        if b.saturating_sub(a) >= HUGE_REGION_MIN && end > start {
+            out.push((start, end));
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+fn collapse_pass() -> std::io::Result<Pass> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let regions = large_regions(&maps);
+    let mut pass = Pass {
+        regions: regions.len(),
+        bytes: 0,
+    };
+    let (mut ok, mut invalid) = (0usize, 0usize);
+    for (start, end) in regions {
+        // In steps, so that one call never works on a huge region at once
+        // (each 2 MiB is collapsed under its own short lock anyway).
+        let mut at = start;
+        while at < end {
+            let len = (end - at).min(64 << 20);
+            // SAFETY: advice only, on a range of our own address space that
+            // was mapped a moment ago; a range unmapped meanwhile makes the
+            // call fail with ENOMEM, which is ignored. Neither advice changes
+            // the contents of memory.
+            let r = unsafe {
+                libc::madvise(at as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+                libc::madvise(at as *mut libc::c_void, len, libc::MADV_COLLAPSE)
+            };
+            if r == 0 {
+                ok += 1;
+            } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                // A kernel without MADV_COLLAPSE (before 6.1), or a region
+                // that cannot have huge pages. EAGAIN or ENOMEM (pages a
+                // child still shares, no huge page free, a range unmapped
+                // meanwhile) are left for the next pass.
+                invalid += 1;
+            }
+            pass.bytes += len;
+            at += len;
+        }
+    }
+    if ok == 0 && invalid > 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(pass)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn collapse_pass() -> std::io::Result<Pass> {
+    Err(std::io::Error::other("not Linux"))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -179,4 +386,52 @@ pub fn snapshot(
     _: Option<Arc<OutboxShared>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_private_anonymous_regions_are_aligned_inward() {
+        let maps = "\
+55d0c0000000-55d0c0a00000 rw-p 00000000 00:00 0                          [heap]
+7f0000100000-7f0004100000 rw-p 00000000 00:00 0 
+7f0004100000-7f0004200000 rw-p 00000000 00:00 0 
+7f0005000000-7f0006000000 r--p 00000000 fd:01 1234                       /usr/lib/x.so
+7f0006000000-7f0007000000 rw-p 00000000 fd:01 1234                       /usr/lib/x.so
+7f0008000000-7f0009000000 rw-p 00000000 00:00 0                          [stack]
+7f000a000000-7f000b000000 ---p 00000000 00:00 0 
+";
+        assert_eq!(
+            large_regions(maps),
+            vec![
+                (0x55d0c0000000, 0x55d0c0a00000),
+                (0x7f0000200000, 0x7f0004000000),
+            ]
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_pass_collapses_a_large_region_without_changing_it() {
+        // A region of our own, touched page by page, then a pass: the bytes
+        // are the same afterwards whatever the host's huge-page setting.
+        let mut v = vec![0u8; 24 << 20];
+        for (i, b) in v.iter_mut().enumerate().step_by(4096) {
+            *b = (i / 4096) as u8;
+        }
+        let pass = collapse_pass();
+        for (i, b) in v.iter().enumerate().step_by(4096) {
+            assert_eq!(*b, (i / 4096) as u8);
+        }
+        if let Ok(p) = pass {
+            assert!(
+                p.regions >= 1 && p.bytes >= 16 << 20,
+                "{} regions, {} bytes",
+                p.regions,
+                p.bytes
+            );
+        }
+    }
 }

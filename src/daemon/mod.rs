@@ -264,6 +264,11 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             Err(e) => anyhow::bail!("shard {index} cannot recover its state: {e}"),
         }
     }
+    if dc.huge_pages {
+        if let Err(why) = forksnap::keep_huge_pages() {
+            info!("huge pages: not used: {why}");
+        }
+    }
     // Every shard has published its members' contacts: go.
     let _ = go_tx.send(true);
     let sink_weak = sink_tx.downgrade();

@@ -486,6 +486,7 @@ impl Shard {
         }
         if !self.outbox_caught_up()
             || (!wait && self.writing.as_ref().is_some_and(|h| !h.is_finished()))
+            || (!wait && self.fork && super::forksnap::busy())
         {
             self.snapshot_due = true;
             return false;
