@@ -32,6 +32,7 @@
 
 pub mod admin;
 pub mod clock;
+mod committer;
 pub mod contacts;
 pub mod forksnap;
 pub mod logging;

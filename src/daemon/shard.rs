@@ -15,8 +15,11 @@
 //! applied it (`ack`, or `duplicate` for an id already applied) and, with
 //! `[daemon] durability = "wal"`, once the batch it came in is on disk: the
 //! shard appends every applied event (and every processing-time advance) to
-//! its write-ahead log ([`super::wal`]), commits the batch with one fsync, and
-//! only then acks and hands the batch's notifications to the sink. An
+//! its write-ahead log ([`super::wal`]) and hands the batch to its log writer
+//! thread ([`super::committer`]), which writes and syncs it (with any other
+//! batch waiting, one fsync) and only then acks; the shard applies the next
+//! batch meanwhile and hands a batch's notifications to the sink once the
+//! batch is on disk. An
 //! `org.upserted` goes to every shard (and into every shard's log); its
 //! [`Fanout`] acks once all have.
 //!
@@ -53,6 +56,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use super::clock::Clock;
+use super::committer::Committer;
 use super::contacts::ContactDirectory;
 use super::metrics::{kind_index, ShardMetrics};
 use super::outbox::{Decided, OutboxShared};
@@ -242,6 +246,10 @@ struct Shard {
     snapshot_due: bool,
     /// The background write of the previous snapshot.
     writing: Option<std::thread::JoinHandle<()>>,
+    /// The log's writer thread (with a log).
+    committer: Option<Committer>,
+    /// Notifications decided, waiting for their batch to be on disk.
+    held: std::collections::VecDeque<Decided>,
 }
 
 /// Loads the newest snapshot that restores and replays the log after it.
@@ -364,7 +372,24 @@ async fn run(
         emitted: 0,
         snapshot_due: false,
         writing: None,
+        committer: None,
+        held: std::collections::VecDeque::new(),
     };
+    if let Some(w) = shard.wal.as_mut() {
+        let last = w.last_seq();
+        if let Some(lw) = w.detach_writer() {
+            match Committer::start(shard.index, lw, last) {
+                Ok(c) => shard.committer = Some(c),
+                Err(failed) => {
+                    let (lw, e) = *failed;
+                    warn!(shard = shard.index, error = %e,
+                        "cannot start the log writer thread; syncing on the shard's thread");
+                    w.attach_writer(lw);
+                }
+            }
+        }
+    }
+    let durable = shard.committer.as_ref().map(Committer::shared);
     let _ = ready.send(Ok(summary));
     let mut go = setup.go.clone();
     if go.wait_for(|g| *g).await.is_err() {
@@ -404,7 +429,7 @@ async fn run(
                     break;
                 }
                 if shard.snapshot_due {
-                    shard.snapshot(false);
+                    shard.snapshot_now(false).await;
                 }
             }
             _ = tick.tick() => {
@@ -423,18 +448,48 @@ async fn run(
                 shard.flush().await;
                 shard.publish();
                 if shard.snapshot_due {
-                    shard.snapshot(false);
+                    shard.snapshot_now(false).await;
                 }
             }
             _ = snap.tick(), if shard.wal.is_some() => {
-                shard.snapshot(false);
+                shard.snapshot_now(false).await;
+            }
+            _ = durable_changed(durable.as_deref()), if !shard.held.is_empty() => {
+                shard.release().await;
             }
         }
+    }
+    // Whatever is still buffered goes to disk and is acknowledged; the
+    // notifications waiting for it go to the sink.
+    shard.commit();
+    if let (Some(c), Some(w)) = (&shard.committer, &shard.wal) {
+        c.wait_durable(w.last_seq());
+    }
+    shard.release().await;
+    if let Some(c) = shard.committer.take() {
+        c.finish();
     }
     if let Some(h) = shard.writing.take() {
         let _ = h.join();
     }
     debug!(shard = shard.index, "shard stopped");
+}
+
+/// Resolves when the log writer has put more on disk (never without one).
+async fn durable_changed(d: Option<&super::committer::Durable>) {
+    match d {
+        Some(d) => d.changed.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acknowledges one applied (or duplicate) event to its source.
+pub(super) fn settle(done: Done, duplicate: bool) {
+    match done {
+        Done::One(a) if duplicate => a.duplicate(),
+        Done::One(a) => a.ack(),
+        Done::All(f) => f.finish(duplicate),
+    }
 }
 
 impl Shard {
@@ -453,6 +508,13 @@ impl Shard {
     /// holds. A log that cannot be written stops the process: the events not
     /// acknowledged are redelivered by their sources after a restart.
     fn commit(&mut self) {
+        if let (Some(c), Some(w)) = (&self.committer, self.wal.as_mut()) {
+            let records = w.take_batch();
+            if records.is_some() || !self.acks.is_empty() {
+                c.submit(records, w.last_seq(), std::mem::take(&mut self.acks));
+            }
+            return;
+        }
         if let Some(w) = self.wal.as_mut() {
             if let Err(e) = w.commit() {
                 error!(shard = self.index, error = %e,
@@ -461,12 +523,27 @@ impl Shard {
             }
         }
         for (done, duplicate) in self.acks.drain(..) {
-            match done {
-                Done::One(a) if duplicate => a.duplicate(),
-                Done::One(a) => a.ack(),
-                Done::All(f) => f.finish(duplicate),
-            }
+            settle(done, duplicate);
         }
+    }
+
+    /// Puts everything logged so far on disk and waits for it (one sync at
+    /// most, by the writer thread when there is one).
+    fn sync_log(&mut self) {
+        self.commit();
+        if let (Some(c), Some(w)) = (&self.committer, &self.wal) {
+            c.wait_durable(w.last_seq());
+        }
+    }
+
+    /// A snapshot as soon as the log is on disk and every notification
+    /// decided so far is with the sink (see [`Shard::snapshot`]).
+    async fn snapshot_now(&mut self, wait: bool) -> bool {
+        if self.wal.is_some() {
+            self.sync_log();
+            self.release().await;
+        }
+        self.snapshot(wait)
     }
 
     /// Whether every notification handed out is in the outbox.
@@ -485,6 +562,7 @@ impl Shard {
             return true;
         }
         if !self.outbox_caught_up()
+            || !self.held.is_empty()
             || (!wait && self.writing.as_ref().is_some_and(|h| !h.is_finished()))
             || (!wait && self.fork && super::forksnap::busy())
         {
@@ -494,14 +572,10 @@ impl Shard {
         if let Some(h) = self.writing.take() {
             let _ = h.join();
         }
-        let Some(w) = self.wal.as_mut() else {
+        self.sync_log();
+        let Some(w) = self.wal.as_ref() else {
             return true;
         };
-        if let Err(e) = w.commit() {
-            error!(shard = self.index, error = %e,
-                "CANNOT WRITE THE WRITE-AHEAD LOG: exiting");
-            std::process::exit(70);
-        }
         let seq = w.last_seq();
         let store = w.store().clone();
         if !wait && self.fork {
@@ -568,6 +642,8 @@ impl Shard {
     /// to hold every notification handed out. Without it the next start
     /// replays the log tail instead, which is just slower.
     async fn final_snapshot(&mut self) {
+        self.sync_log();
+        self.release().await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.sink_closed && !self.outbox_caught_up() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -654,9 +730,11 @@ impl Shard {
         self.acks.push((done, duplicate));
     }
 
-    /// Hands the notifications decided so far to the sink (waiting for room).
+    /// Hands the notifications decided so far to the sink (waiting for
+    /// room) once their batch is on disk; until then they are held.
     async fn flush(&mut self) {
         if self.out.is_empty() {
+            self.release().await;
             return;
         }
         let out = std::mem::take(&mut self.out);
@@ -680,14 +758,33 @@ impl Shard {
             if self.sink_closed {
                 continue;
             }
+            // The envelope now: the engine may change the recipient's
+            // contacts before the batch is on disk.
             let env = self.engine.envelope(n);
             let seq = self.wal.as_ref().map_or(0, Wal::last_seq);
-            let d = Decided {
+            self.held.push_back(Decided {
                 shard: u32::try_from(self.index).unwrap_or(u32::MAX),
                 seq,
                 env,
+            });
+        }
+        self.out = out;
+        self.out.clear();
+        self.release().await;
+    }
+
+    /// Hands the sink the held notifications whose batch is on disk (all of
+    /// them without a log writer thread), in order, waiting for room.
+    async fn release(&mut self) {
+        let durable = self.committer.as_ref().map_or(u64::MAX, Committer::durable);
+        while self.held.front().is_some_and(|d| d.seq <= durable) {
+            let Some(d) = self.held.pop_front() else {
+                break;
             };
-            self.emitted = self.emitted.max(seq);
+            if self.sink_closed {
+                continue;
+            }
+            self.emitted = self.emitted.max(d.seq);
             if self.sink.send(d).await.is_err() {
                 self.sink_closed = true;
                 warn!(
@@ -696,8 +793,6 @@ impl Shard {
                 );
             }
         }
-        self.out = out;
-        self.out.clear();
     }
 
     fn publish(&self) {

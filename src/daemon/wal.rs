@@ -19,7 +19,11 @@
 //!
 //! Group commit: [`Wal::append`] only buffers; [`Wal::commit`] writes the
 //! buffer and calls `sync_data` once. Callers acknowledge nothing before
-//! `commit` returned `Ok`.
+//! `commit` returned `Ok`. A shard instead detaches the [`LogWriter`]
+//! ([`Wal::detach_writer`]) into a thread of its own and hands it each
+//! batch ([`Wal::take_batch`]): the shard applies the next batch while the
+//! previous one is being synced, and the thread acknowledges a batch after
+//! its sync (several batches waiting are written with one sync).
 //!
 //! Reading ([`scan_segment`]): a record that is short or fails its checksum
 //! ends the readable log. If no valid record with a later sequence number
@@ -437,10 +441,43 @@ enum Backend {
     Redis(super::redis_store::RedisLog),
 }
 
+/// The writing end of a log: writes group commits and syncs them.
+pub struct LogWriter(Backend);
+
+impl LogWriter {
+    /// Writes `bytes` (framed records, the first with sequence `first_seq`)
+    /// and waits until they are on disk (one `sync_data`), rotating to a new
+    /// segment first when the current one is over its size.
+    pub fn write(&mut self, first_seq: u64, bytes: &[u8]) -> Result<(), WalError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match &mut self.0 {
+            Backend::File {
+                dir,
+                file,
+                seg_len,
+                segment_bytes,
+            } => {
+                if *seg_len >= *segment_bytes {
+                    *file = new_segment(dir, first_seq)?;
+                    *seg_len = SEGMENT_MAGIC.len() as u64;
+                }
+                file.write_all(bytes).map_err(io_err(dir))?;
+                file.sync_data().map_err(io_err(dir))?;
+                *seg_len += bytes.len() as u64;
+            }
+            Backend::Redis(log) => log.append(first_seq, bytes)?,
+        }
+        Ok(())
+    }
+}
+
 /// One shard's log, open for appending.
 pub struct Wal {
     store: Store,
-    backend: Backend,
+    /// `None` once detached ([`Wal::detach_writer`]).
+    writer: Option<LogWriter>,
     next_seq: u64,
     buf: Vec<u8>,
     buf_first: u64,
@@ -545,12 +582,12 @@ impl Wal {
         Ok((
             Wal {
                 store: Store::Dir(dir.to_path_buf()),
-                backend: Backend::File {
+                writer: Some(LogWriter(Backend::File {
                     dir: dir.to_path_buf(),
                     file,
                     seg_len,
                     segment_bytes,
-                },
+                })),
                 next_seq,
                 buf: Vec::with_capacity(64 * 1024),
                 buf_first: next_seq,
@@ -563,7 +600,7 @@ impl Wal {
     pub(super) fn redis(store: Store, log: super::redis_store::RedisLog, last_seq: u64) -> Wal {
         Wal {
             store,
-            backend: Backend::Redis(log),
+            writer: Some(LogWriter(Backend::Redis(log))),
             next_seq: last_seq + 1,
             buf: Vec::with_capacity(64 * 1024),
             buf_first: last_seq + 1,
@@ -609,30 +646,42 @@ impl Wal {
 
     /// Writes the buffered records and waits until they are on disk (one
     /// `sync_data`), rotating to a new segment first when the current one is
-    /// over its size.
+    /// over its size. An error once the writer is detached.
     pub fn commit(&mut self) -> Result<(), WalError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        match &mut self.backend {
-            Backend::File {
-                dir,
-                file,
-                seg_len,
-                segment_bytes,
-            } => {
-                if *seg_len >= *segment_bytes {
-                    *file = new_segment(dir, self.buf_first)?;
-                    *seg_len = SEGMENT_MAGIC.len() as u64;
-                }
-                file.write_all(&self.buf).map_err(io_err(dir))?;
-                file.sync_data().map_err(io_err(dir))?;
-                *seg_len += self.buf.len() as u64;
-            }
-            Backend::Redis(log) => log.append(self.buf_first, &self.buf)?,
-        }
+        let Some(w) = self.writer.as_mut() else {
+            return Err(WalError::Io {
+                path: PathBuf::from(self.store.to_string()),
+                source: io::Error::other("the log's writer was handed to its own thread"),
+            });
+        };
+        w.write(self.buf_first, &self.buf)?;
         self.buf.clear();
         Ok(())
+    }
+
+    /// Hands out the writing end, to run in a thread of its own; from then
+    /// on batches leave through [`Wal::take_batch`].
+    pub fn detach_writer(&mut self) -> Option<LogWriter> {
+        self.writer.take()
+    }
+
+    /// Gives the writing end back (its thread could not start).
+    pub fn attach_writer(&mut self, w: LogWriter) {
+        self.writer = Some(w);
+    }
+
+    /// The records buffered since the last call: `(first seq, bytes)`, or
+    /// `None` when nothing is buffered.
+    pub fn take_batch(&mut self) -> Option<(u64, Vec<u8>)> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let cap = self.buf.capacity();
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(cap.min(1 << 20)));
+        Some((self.buf_first, bytes))
     }
 
     /// Where the log lives.
