@@ -135,11 +135,7 @@ pub fn snapshot(
     }
     let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     CHILDREN.fetch_add(1, Ordering::SeqCst);
-    metrics.snapshots.fetch_add(1, Ordering::Relaxed);
-    metrics.snapshot_stall_last.store(stall, Ordering::Relaxed);
-    metrics
-        .snapshot_stall_max
-        .fetch_max(stall, Ordering::Relaxed);
+    metrics.snapshot_held(stall);
     let dir = dir.to_path_buf();
     let waiter = move || {
         let ok = reap(pid, CHILD_LIMIT);

@@ -55,21 +55,38 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     1e-6, 2.5e-6, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 100e-3, 1.0,
 ];
 
+/// Upper bounds (seconds) of the snapshot hold histogram's buckets.
+pub const HOLD_BUCKETS: [f64; 12] = [
+    1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0,
+];
+
 /// A fixed-bucket histogram of durations, written by one thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    bounds: &'static [f64],
+    /// One more than `bounds`: the last is `+Inf`.
+    buckets: Box<[AtomicU64]>,
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
+    /// An empty histogram with these bucket upper bounds (seconds).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     /// Records one duration.
     pub fn record(&self, nanos: u64) {
         let secs = nanos as f64 * 1e-9;
-        let i = LATENCY_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
@@ -140,6 +157,8 @@ pub struct ShardMetrics {
     pub snapshot_stall_last: AtomicU64,
     /// The longest such hold, nanoseconds.
     pub snapshot_stall_max: AtomicU64,
+    /// Every hold.
+    pub snapshot_hold: Histogram,
 }
 
 impl ShardMetrics {
@@ -148,7 +167,7 @@ impl ShardMetrics {
         ShardMetrics {
             by_source: (0..sources).map(|_| PipelineCounts::default()).collect(),
             notifications: (0..policies * 3).map(|_| AtomicU64::new(0)).collect(),
-            latency: Histogram::default(),
+            latency: Histogram::new(&LATENCY_BUCKETS),
             unresolved: AtomicU64::new(0),
             day_closes: AtomicU64::new(0),
             watermark: AtomicI64::new(-1),
@@ -156,7 +175,16 @@ impl ShardMetrics {
             snapshots: AtomicU64::new(0),
             snapshot_stall_last: AtomicU64::new(0),
             snapshot_stall_max: AtomicU64::new(0),
+            snapshot_hold: Histogram::new(&HOLD_BUCKETS),
         }
+    }
+
+    /// Counts a snapshot that held the shard for `nanos`.
+    pub fn snapshot_held(&self, nanos: u64) {
+        self.snapshots.fetch_add(1, Relaxed);
+        self.snapshot_stall_last.store(nanos, Relaxed);
+        self.snapshot_stall_max.fetch_max(nanos, Relaxed);
+        self.snapshot_hold.record(nanos);
     }
 }
 
@@ -209,6 +237,38 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 impl Registry {
+    /// One histogram summed over the shards.
+    fn histogram(
+        &self,
+        o: &mut String,
+        name: &str,
+        help: &str,
+        pick: impl Fn(&ShardMetrics) -> &Histogram,
+    ) {
+        head(o, name, "histogram", help);
+        let (mut cum, mut sum) = (0u64, 0u64);
+        let Some(first) = self.shards.first() else {
+            return;
+        };
+        let bounds = pick(first).bounds;
+        for s in &self.shards {
+            sum += pick(s).sum_nanos.load(Relaxed);
+        }
+        for i in 0..=bounds.len() {
+            cum += self
+                .shards
+                .iter()
+                .map(|s| pick(s).buckets.get(i).map_or(0, |b| b.load(Relaxed)))
+                .sum::<u64>();
+            let le = bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| format!("{b}"));
+            let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {cum}");
+        }
+        let _ = writeln!(o, "{name}_sum {}", sum as f64 * 1e-9);
+        let _ = writeln!(o, "{name}_count {cum}");
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, depths: &Depths) -> String {
         let mut o = String::with_capacity(8 * 1024);
@@ -417,37 +477,12 @@ impl Registry {
             total(&|s| s.day_closes.load(Relaxed))
         );
 
-        head(
+        self.histogram(
             &mut o,
             "redcloud_apply_latency_seconds",
-            "histogram",
             "time the engine took to apply one event",
+            |s| &s.latency,
         );
-        let mut cum = 0u64;
-        let mut sum = 0u64;
-        for s in &self.shards {
-            sum += s.latency.sum_nanos.load(Relaxed);
-        }
-        for i in 0..=LATENCY_BUCKETS.len() {
-            cum += self
-                .shards
-                .iter()
-                .map(|s| s.latency.buckets[i].load(Relaxed))
-                .sum::<u64>();
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| format!("{b}"));
-            let _ = writeln!(
-                o,
-                "redcloud_apply_latency_seconds_bucket{{le=\"{le}\"}} {cum}"
-            );
-        }
-        let _ = writeln!(
-            o,
-            "redcloud_apply_latency_seconds_sum {}",
-            sum as f64 * 1e-9
-        );
-        let _ = writeln!(o, "redcloud_apply_latency_seconds_count {cum}");
 
         head(
             &mut o,
@@ -487,6 +522,12 @@ impl Registry {
             o,
             "redcloud_snapshot_stall_seconds{{stat=\"max\"}} {}",
             max as f64 * 1e-9
+        );
+        self.histogram(
+            &mut o,
+            "redcloud_snapshot_hold_seconds",
+            "every time a snapshot held its shard (as redcloud_snapshot_stall_seconds), over shards",
+            |s| &s.snapshot_hold,
         );
 
         head(
@@ -553,5 +594,29 @@ mod tests {
         assert!(text.contains("redcloud_apply_latency_seconds_bucket{le=\"0.000005\"} 1"));
         assert!(text.contains("redcloud_apply_latency_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("redcloud_apply_latency_seconds_count 2"));
+    }
+
+    #[test]
+    fn snapshot_holds_are_counted_in_gauges_and_a_histogram() {
+        let r = Registry {
+            sources: vec![],
+            shards: vec![
+                Arc::new(ShardMetrics::new(0, 1)),
+                Arc::new(ShardMetrics::new(0, 1)),
+            ],
+            policies: vec!["quiz".into()],
+            calendar_fallback: AtomicU64::new(0),
+            calendar_days_left: AtomicI64::new(-1),
+        };
+        r.shards[0].snapshot_held(4_000_000);
+        r.shards[1].snapshot_held(30_000_000);
+        r.shards[0].snapshot_held(2_000_000);
+        let text = r.render(&Depths::default());
+        assert!(text.contains("redcloud_snapshots_total 3"), "{text}");
+        assert!(text.contains("redcloud_snapshot_stall_seconds{stat=\"max\"} 0.03"));
+        assert!(text.contains("redcloud_snapshot_hold_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("redcloud_snapshot_hold_seconds_bucket{le=\"0.01\"} 2"));
+        assert!(text.contains("redcloud_snapshot_hold_seconds_bucket{le=\"0.05\"} 3"));
+        assert!(text.contains("redcloud_snapshot_hold_seconds_count 3"));
     }
 }

@@ -597,13 +597,7 @@ impl Shard {
         let start = Instant::now();
         let bytes = self.engine.snapshot();
         let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .snapshot_stall_last
-            .store(stall, Ordering::Relaxed);
-        self.metrics
-            .snapshot_stall_max
-            .fetch_max(stall, Ordering::Relaxed);
+        self.metrics.snapshot_held(stall);
         self.snapshot_due = false;
         let index = self.index;
         let outbox = self.outbox.clone();
