@@ -52,22 +52,267 @@ pub struct Org {
     pub leader: u32,
 }
 
-/// Addresses of a member or an org (personal data: never log these).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Contacts {
+/// Addresses of a member or an org (personal data: never log these), as
+/// borrowed strings: given to [`Directory::upsert_member`] and returned by
+/// [`Directory::member_contacts`] and [`Directory::org_contacts`], which read
+/// them out of a [`ContactStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Contacts<'a> {
     /// Display name.
-    pub name: Option<Box<str>>,
+    pub name: Option<&'a str>,
     /// Phone number for SMS.
-    pub sms: Option<Box<str>>,
+    pub sms: Option<&'a str>,
     /// Mobile push device token.
-    pub push: Option<Box<str>>,
+    pub push: Option<&'a str>,
     /// Group-chat robot webhook or key (orgs).
-    pub group: Option<Box<str>>,
+    pub group: Option<&'a str>,
 }
 
-impl Contacts {
+impl Contacts<'_> {
     fn is_empty(&self) -> bool {
         self.name.is_none() && self.sms.is_none() && self.push.is_none() && self.group.is_none()
+    }
+
+    fn fields(&self) -> [Option<&str>; 4] {
+        [self.name, self.sms, self.push, self.group]
+    }
+}
+
+/// Contacts by dense index (member or org index): every entry's record lies
+/// in one byte arena, so an entry costs its bytes, up to 7 bytes of padding
+/// and a 4-byte slot per index, with no heap allocation per string (a hash
+/// map of boxed strings took over 100 bytes per member and one allocation
+/// per string to restore and to free).
+///
+/// A record is the snapshot's encoding of an entry (see
+/// [`crate::snapshot`]): a `u8` mask (1 name, 2 sms, 4 push, 8 group), then
+/// per set bit a varint length and the UTF-8 bytes. Records start at multiples
+/// of 8 bytes, so a `u32` slot addresses 32 GiB. A replacement that fits in
+/// its entry's old record is written in place, otherwise appended; the bytes
+/// left behind are counted and the arena is compacted once they are more than
+/// half of it.
+#[derive(Clone, Default)]
+pub struct ContactStore {
+    /// Per index: the record's offset in 8-byte units, or [`NONE`].
+    slots: Vec<u32>,
+    arena: Vec<u8>,
+    /// Indices with a record.
+    len: usize,
+    /// Arena bytes no record uses (padding of replaced records included).
+    garbage: usize,
+}
+
+impl std::fmt::Debug for ContactStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data: only the sizes.
+        f.debug_struct("ContactStore")
+            .field("len", &self.len)
+            .field("arena", &self.arena.len())
+            .finish()
+    }
+}
+
+/// Arena bytes below which replaced records are never compacted away.
+const COMPACT_MIN: usize = 1 << 16;
+
+/// `n` rounded up to a multiple of 8.
+fn padded(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// A varint at the start of `b`: its value and length.
+fn read_varint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut v = 0usize;
+    for (i, &x) in b.iter().enumerate().take(10) {
+        v |= usize::from(x & 0x7f).checked_shl(7 * i as u32)?;
+        if x & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn push_varint(buf: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Decodes the record at the start of `b`: the contacts and the record's
+/// length. `None` if it is not a well-formed record.
+fn decode(b: &[u8]) -> Option<(Contacts<'_>, usize)> {
+    let mask = *b.first()?;
+    if mask >= 16 {
+        return None;
+    }
+    let mut pos = 1;
+    let mut f: [Option<&str>; 4] = [None; 4];
+    for (i, v) in f.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            let (n, k) = read_varint(b.get(pos..)?)?;
+            pos += k;
+            let s = b.get(pos..pos.checked_add(n)?)?;
+            *v = Some(std::str::from_utf8(s).ok()?);
+            pos += n;
+        }
+    }
+    let [name, sms, push, group] = f;
+    Some((
+        Contacts {
+            name,
+            sms,
+            push,
+            group,
+        },
+        pos,
+    ))
+}
+
+impl ContactStore {
+    /// The contacts of index `i`, if it has any.
+    pub fn get(&self, i: u32) -> Option<Contacts<'_>> {
+        let at = *self.slots.get(i as usize)?;
+        if at == NONE {
+            return None;
+        }
+        decode(self.arena.get(at as usize * 8..)?).map(|(c, _)| c)
+    }
+
+    /// The record of index `i`, if it has one.
+    fn record(&self, i: u32) -> Option<&[u8]> {
+        let at = *self.slots.get(i as usize)?;
+        if at == NONE {
+            return None;
+        }
+        let b = self.arena.get(at as usize * 8..)?;
+        decode(b).map(|(_, n)| &b[..n])
+    }
+
+    /// Number of indices with contacts.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no index has contacts.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets the contacts of index `i`; empty contacts remove them.
+    pub fn set(&mut self, i: u32, c: Contacts<'_>) {
+        if c.is_empty() {
+            self.remove(i);
+            return;
+        }
+        let mut rec = Vec::with_capacity(64);
+        let fields = c.fields();
+        rec.push(
+            fields
+                .iter()
+                .enumerate()
+                .fold(0u8, |m, (k, f)| m | (u8::from(f.is_some()) << k)),
+        );
+        for f in fields.iter().flatten() {
+            push_varint(&mut rec, f.len());
+            rec.extend_from_slice(f.as_bytes());
+        }
+        let old = self.record(i).map(|r| padded(r.len()));
+        match old {
+            Some(room) if padded(rec.len()) <= room => {
+                let at = self.slots[i as usize] as usize * 8;
+                self.arena[at..at + rec.len()].copy_from_slice(&rec);
+                self.garbage += room - padded(rec.len());
+            }
+            _ => {
+                if let Some(room) = old {
+                    self.garbage += room;
+                    self.len -= 1;
+                }
+                self.append(i, &rec);
+            }
+        }
+        self.maybe_compact();
+    }
+
+    /// Removes the contacts of index `i`, if any.
+    pub fn remove(&mut self, i: u32) {
+        if let Some(r) = self.record(i) {
+            self.garbage += padded(r.len());
+            self.slots[i as usize] = NONE;
+            self.len -= 1;
+            self.maybe_compact();
+        }
+    }
+
+    /// Appends `rec` as the record of index `i`, which has none. The caller
+    /// has checked that `rec` is one well-formed record (snapshot loading
+    /// appends in ascending index order).
+    pub(crate) fn push_record(&mut self, i: u32, rec: &[u8]) {
+        self.append(i, rec);
+    }
+
+    fn append(&mut self, i: u32, rec: &[u8]) {
+        let i = i as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, NONE);
+        }
+        let at = self.arena.len();
+        self.arena.extend_from_slice(rec);
+        self.arena.resize(padded(self.arena.len()), 0);
+        // Beyond 32 GiB of contacts the slot cannot address the record:
+        // far past any shard's memory, but never a wrong answer.
+        self.slots[i] = u32::try_from(at / 8)
+            .ok()
+            .filter(|&u| u != NONE)
+            .expect("contact store over 32 GiB");
+        self.len += 1;
+    }
+
+    /// Reserves room for `n` more indices and `bytes` more record bytes.
+    pub(crate) fn reserve(&mut self, n: usize, bytes: usize) {
+        self.slots.reserve(n);
+        self.arena.reserve(bytes);
+    }
+
+    /// Gives back unused reserved room.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.slots.shrink_to_fit();
+        self.arena.shrink_to_fit();
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.garbage >= COMPACT_MIN && self.garbage * 2 > self.arena.len() {
+            self.compact();
+        }
+    }
+
+    /// Rewrites the arena with only the live records, in index order.
+    fn compact(&mut self) {
+        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        for slot in &mut self.slots {
+            if *slot == NONE {
+                continue;
+            }
+            let b = &self.arena[*slot as usize * 8..];
+            let n = decode(b).map_or(0, |(_, n)| n);
+            *slot = (arena.len() / 8) as u32;
+            arena.extend_from_slice(&b[..n]);
+            arena.resize(padded(arena.len()), 0);
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+
+    /// The records, ascending by index (for snapshots).
+    pub(crate) fn records(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        (0..self.slots.len() as u32).filter_map(|i| self.record(i).map(|r| (i, r)))
+    }
+
+    /// Heap bytes in use (capacity), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * 4 + self.arena.capacity()
     }
 }
 
@@ -85,8 +330,8 @@ pub struct Directory {
     /// Cohort names.
     pub cohorts: Interner,
     // Crate-visible for `snapshot`.
-    pub(crate) member_contacts: crate::fasthash::IdxMap<Contacts>,
-    pub(crate) org_contacts: crate::fasthash::IdxMap<Contacts>,
+    pub(crate) member_contacts: ContactStore,
+    pub(crate) org_contacts: ContactStore,
 }
 
 /// The default cohort of a member upserted without one.
@@ -154,16 +399,14 @@ impl Directory {
             level,
             leader,
         };
-        let c = Contacts {
-            name: name.map(Into::into),
-            group: group.map(Into::into),
-            ..Contacts::default()
-        };
-        if c.is_empty() {
-            self.org_contacts.remove(&o);
-        } else {
-            self.org_contacts.insert(o, c);
-        }
+        self.org_contacts.set(
+            o,
+            Contacts {
+                name,
+                group,
+                ..Contacts::default()
+            },
+        );
         o
     }
 
@@ -175,7 +418,7 @@ impl Directory {
         member: &str,
         org: &str,
         cohort: Option<&str>,
-        contacts: Contacts,
+        contacts: Contacts<'_>,
     ) -> (u32, bool) {
         let m = self.member_index(member);
         let org = self.org_index(org);
@@ -188,11 +431,7 @@ impl Directory {
             e.state = MemberState::Active;
             e.logged_in = false;
         }
-        if contacts.is_empty() {
-            self.member_contacts.remove(&m);
-        } else {
-            self.member_contacts.insert(m, contacts);
-        }
+        self.member_contacts.set(m, contacts);
         (m, fresh)
     }
 
@@ -205,7 +444,7 @@ impl Directory {
         }
         e.state = MemberState::Removed;
         e.logged_in = false;
-        self.member_contacts.remove(&m);
+        self.member_contacts.remove(m);
         Some(m)
     }
 
@@ -249,19 +488,24 @@ impl Directory {
     }
 
     /// Contacts of a member.
-    pub fn member_contacts(&self, m: u32) -> Option<&Contacts> {
-        self.member_contacts.get(&m)
+    pub fn member_contacts(&self, m: u32) -> Option<Contacts<'_>> {
+        self.member_contacts.get(m)
     }
 
     /// Contacts of an org.
-    pub fn org_contacts(&self, o: u32) -> Option<&Contacts> {
-        self.org_contacts.get(&o)
+    pub fn org_contacts(&self, o: u32) -> Option<Contacts<'_>> {
+        self.org_contacts.get(o)
     }
 
     /// Heap bytes of the compact member data (ids, entries), excluding
     /// contacts, for memory accounting.
     pub fn member_heap_bytes(&self) -> usize {
         self.member_ids.heap_bytes() + self.members.capacity() * std::mem::size_of::<Member>()
+    }
+
+    /// Heap bytes of the member and org contacts, for memory accounting.
+    pub fn contact_heap_bytes(&self) -> usize {
+        self.member_contacts.heap_bytes() + self.org_contacts.heap_bytes()
     }
 }
 
@@ -317,5 +561,94 @@ mod tests {
         assert!(!d.members[m as usize].logged_in);
         let (_, fresh) = d.upsert_member("m9", "town", None, Contacts::default());
         assert!(fresh);
+    }
+
+    fn sms(s: &str) -> Contacts<'_> {
+        Contacts {
+            sms: Some(s),
+            ..Contacts::default()
+        }
+    }
+
+    /// The store against a plain map of the same operations, then its records
+    /// read back through `push_record` as a snapshot does.
+    #[test]
+    fn contact_store_set_replace_remove_restore() {
+        use std::collections::BTreeMap;
+        let mut st = ContactStore::default();
+        let mut model: BTreeMap<u32, [Option<String>; 4]> = BTreeMap::new();
+        let own = |c: Contacts<'_>| c.fields().map(|f| f.map(str::to_string));
+        let check = |st: &ContactStore, model: &BTreeMap<u32, [Option<String>; 4]>| {
+            assert_eq!(st.len(), model.len());
+            for i in 0..300u32 {
+                assert_eq!(st.get(i).map(own), model.get(&i).cloned(), "index {i}");
+            }
+            let listed: Vec<u32> = st.records().map(|(i, _)| i).collect();
+            assert_eq!(listed, model.keys().copied().collect::<Vec<_>>());
+        };
+        assert_eq!(st.get(0), None);
+        st.set(7, sms("+8613800000000"));
+        model.insert(7, own(sms("+8613800000000")));
+        check(&st, &model);
+        // Shorter (in place), longer (appended), empty (removed), removed.
+        st.set(7, sms("110"));
+        model.insert(7, own(sms("110")));
+        let full = Contacts {
+            name: Some("张三"),
+            sms: Some("13800000000"),
+            push: Some(&"p".repeat(200)),
+            group: Some(""),
+        };
+        st.set(3, full);
+        model.insert(3, own(full));
+        st.set(7, full);
+        model.insert(7, own(full));
+        check(&st, &model);
+        st.set(3, Contacts::default());
+        model.remove(&3);
+        st.remove(7);
+        st.remove(250);
+        model.remove(&7);
+        check(&st, &model);
+        // Many replacements: the garbage is compacted away and nothing else
+        // changes.
+        for round in 0..200u32 {
+            for i in 0..300u32 {
+                let v = "x".repeat(((i + round) % 40) as usize);
+                let c = match (i + round) % 5 {
+                    0 => Contacts::default(),
+                    1 => sms(&v),
+                    2 => Contacts {
+                        name: Some(&v),
+                        group: Some("g"),
+                        ..Contacts::default()
+                    },
+                    _ => Contacts {
+                        push: Some(&v),
+                        ..full
+                    },
+                };
+                st.set(i, c);
+                if c.is_empty() {
+                    model.remove(&i);
+                } else {
+                    model.insert(i, own(c));
+                }
+            }
+        }
+        check(&st, &model);
+        assert!(st.garbage * 2 <= st.arena.len() || st.garbage < COMPACT_MIN);
+        let live: usize = st.records().map(|(_, r)| padded(r.len())).sum();
+        assert_eq!(live + st.garbage, st.arena.len());
+        assert!(st.heap_bytes() >= st.arena.len() + st.slots.len() * 4);
+        // Restored record by record: same contacts, no garbage.
+        let mut back = ContactStore::default();
+        for (i, r) in st.records() {
+            back.push_record(i, r);
+        }
+        check(&back, &model);
+        assert_eq!(back.garbage, 0);
+        assert_eq!(back.arena.len(), live);
+        assert!(format!("{back:?}").starts_with("ContactStore { len: "));
     }
 }

@@ -96,7 +96,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dedup::Dedup;
-use crate::directory::{Contacts, Directory, Member, MemberState, Org, DEFAULT_COHORT, NONE};
+use crate::directory::{ContactStore, Directory, Member, MemberState, Org, DEFAULT_COHORT, NONE};
 use crate::engine::{Counters, Engine};
 use crate::intern::Interner;
 use crate::policy::{EngineConfig, Kind, SlaDuration, StreakRole, TicketRole};
@@ -377,36 +377,12 @@ impl Writer {
             self.str(i.get(k));
         }
     }
-    /// A table keyed by index below `bound`, ascending by key.
-    ///
-    /// In key order the entries lie at random places of the hash table: per
-    /// chunk, a first tight pass only loads them (independent loads overlap
-    /// instead of each waiting on memory in turn), the second writes them.
-    fn contacts<S: std::hash::BuildHasher>(
-        &mut self,
-        table: &HashMap<u32, Contacts, S>,
-        bound: usize,
-    ) {
-        self.varint(table.len() as u64);
-        let entries = ascending(table, bound);
-        let mut chunk: Vec<(u32, [Option<&str>; 4])> = Vec::with_capacity(1024);
-        for part in entries.chunks(1024) {
-            chunk.clear();
-            chunk.extend(part.iter().map(|&(k, c)| {
-                let f = [&c.name, &c.sms, &c.push, &c.group];
-                (k, f.map(|v| v.as_deref()))
-            }));
-            for (k, fields) in &chunk {
-                let mask = fields
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |m, (i, f)| m | (u8::from(f.is_some()) << i));
-                self.u32(*k);
-                self.u8(mask);
-                for f in fields.iter().flatten() {
-                    self.str(f);
-                }
-            }
+    /// A contact store: its records are the format's entries, verbatim.
+    fn contacts(&mut self, store: &ContactStore) {
+        self.varint(store.len() as u64);
+        for (k, rec) in store.records() {
+            self.u32(k);
+            self.buf.extend_from_slice(rec);
         }
     }
     /// Starts a section; returns where its length goes.
@@ -425,7 +401,7 @@ impl Writer {
 
 /// The entries of a table keyed by indices below `bound`, ascending by key.
 ///
-/// A dense table (at least one entry per 16 possible keys, as member contacts
+/// A dense table (at least one entry per 16 possible keys, as ticket titles
 /// usually are) is ordered through one slot per possible key: a linear pass,
 /// where sorting the keys and looking each one up again cost a sort and a
 /// random probe per entry. A sparse one is sorted.
@@ -479,7 +455,7 @@ impl Engine {
             + tk.ids.heap_bytes()
             + dir.members.len() * (8 + 6 * self.streaks.len())
             + dir.orgs.len() * 16
-            + (dir.org_contacts.len() + dir.member_contacts.len()) * 64
+            + dir.contact_heap_bytes()
             + tk.tickets.len() * 48
             + tk.titles.len() * 64
             + tk.stats.len() * 64
@@ -559,8 +535,8 @@ impl Engine {
             };
             w.u8(state | (u8::from(m.logged_in) << 2));
         }
-        w.contacts(&dir.org_contacts, dir.orgs.len());
-        w.contacts(&dir.member_contacts, dir.members.len());
+        w.contacts(&dir.org_contacts);
+        w.contacts(&dir.member_contacts);
         w.end(s);
 
         let s = w.begin(SECTIONS[2].0);
@@ -1332,13 +1308,17 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.ts()?) } else { None })
     }
 
-    fn contacts(
-        &mut self,
-        what: &'static str,
-        len: usize,
-    ) -> Result<crate::fasthash::IdxMap<Contacts>> {
+    /// A contact store: each entry is checked (index, order, mask, UTF-8)
+    /// and its bytes after the index kept as the store's record.
+    fn contacts(&mut self, what: &'static str, len: usize) -> Result<ContactStore> {
         let n = self.count(5)?;
-        let mut m = HashMap::with_capacity_and_hasher(n, crate::fasthash::IdxBuild);
+        let mut m = ContactStore::default();
+        if n > 0 {
+            // The records are at most the bytes left less their indices,
+            // plus padding; what is not used is given back below.
+            let left = self.buf.len() - self.pos;
+            m.reserve(len, (left - 4 * n).saturating_add(7 * n));
+        }
         let mut prev: Option<u32> = None;
         for _ in 0..n {
             let at = self.pos;
@@ -1347,28 +1327,19 @@ impl<'a> Reader<'a> {
                 return Err(self.invalid(at, format!("{what} contacts are not in ascending order")));
             }
             prev = Some(k);
-            let at = self.pos;
+            let start = self.pos;
             let mask = self.u8()?;
             if mask >= 16 {
-                return Err(self.invalid(at, format!("contacts mask {mask:#04x}")));
+                return Err(self.invalid(start, format!("contacts mask {mask:#04x}")));
             }
-            let mut f: [Option<Box<str>>; 4] = Default::default();
-            for (i, v) in f.iter_mut().enumerate() {
+            for i in 0..4 {
                 if mask & (1 << i) != 0 {
-                    *v = Some(self.str()?.into());
+                    self.str()?;
                 }
             }
-            let [name, sms, push, group] = f;
-            m.insert(
-                k,
-                Contacts {
-                    name,
-                    sms,
-                    push,
-                    group,
-                },
-            );
+            m.push_record(k, &self.buf[start..self.pos]);
         }
+        m.shrink_to_fit();
         Ok(m)
     }
 
