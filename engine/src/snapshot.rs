@@ -1253,8 +1253,25 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.str()).collect()
     }
 
+    /// Reads the strings into the interner's arena, then builds its table
+    /// in one go ([`Interner::from_parts`]); if two ids are equal, reads
+    /// them again one by one to name the first repeat.
     fn interner(&mut self, what: &str) -> Result<Interner> {
         let n = self.count(1)?;
+        let start = self.pos;
+        let mut arena: Vec<u8> = Vec::with_capacity((self.buf.len() - self.pos).min(n * 16));
+        let mut ends: Vec<u32> = Vec::with_capacity(n);
+        for _ in 0..n {
+            arena.extend_from_slice(self.str()?.as_bytes());
+            ends.push(arena.len() as u32);
+        }
+        if u32::try_from(arena.len()).is_err() {
+            return Err(self.invalid(start, format!("{what} ids take over 4 GiB")));
+        }
+        if let Some(i) = Interner::from_parts(arena, ends) {
+            return Ok(i);
+        }
+        self.pos = start;
         let mut i = Interner::new();
         i.reserve(n, 12);
         for k in 0..n {
@@ -1264,7 +1281,7 @@ impl<'a> Reader<'a> {
                 return Err(self.invalid(at, format!("{what} id {k} repeats id {j}")));
             }
         }
-        Ok(i)
+        Err(self.invalid(start, format!("{what} ids repeat")))
     }
 
     fn index(&mut self, what: &'static str, len: usize) -> Result<u32> {

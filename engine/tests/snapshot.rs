@@ -518,6 +518,31 @@ fn bad_indices_name_section_and_offset() {
     );
 }
 
+#[test]
+fn repeated_ids_are_refused_naming_the_first_repeat() {
+    let (cfg, snap) = sample();
+    for (tag, section, what, id, first) in [
+        (b"DIRY", "directory", "member", b"m2", "2"),
+        (b"TKTS", "tickets", "ticket", b"T2", "0"),
+    ] {
+        let s = find(&snap, tag).expect("section");
+        let at = find(&snap[s..], &[2, id[0], id[1]]).expect("the id") + s;
+        let mut bad = snap.clone();
+        bad[at + 2] = b'1'; // m2 → m1, T2 → T1
+        reseal(&mut bad);
+        let msg = Engine::restore(Arc::clone(&cfg), &bad)
+            .expect_err("repeated id")
+            .to_string();
+        let k = if what == "member" { "3" } else { "1" };
+        assert_eq!(
+            msg,
+            format!(
+                "invalid snapshot: section {section} at offset {at}: {what} id {k} repeats id {first}"
+            )
+        );
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
