@@ -9,7 +9,7 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::fasthash::{buckets_of, sort_by_bucket};
+use crate::fasthash::{buckets_of, sorted_by_bucket};
 
 /// Interns strings into dense indices `0..len()`, in order of first sight.
 #[derive(Default, Clone)]
@@ -91,7 +91,7 @@ impl Interner {
     /// from 0), as read back from a snapshot: `None` if two are equal.
     ///
     /// The table is sized once and filled in bucket order (see
-    /// [`sort_by_bucket`]) rather than string by string, each insert of which
+    /// [`sorted_by_bucket`]) rather than string by string, each insert of which
     /// waited on a cache miss somewhere in a table of tens of megabytes.
     /// The caller checks that `ends` ascends and stays within `arena` and
     /// that each string is UTF-8.
@@ -111,8 +111,7 @@ impl Interner {
             start = end as usize;
         }
         let bits = buckets_of(table.capacity()).trailing_zeros();
-        sort_by_bucket(&mut items, bits, |&(h, _)| h);
-        for (h, i) in items {
+        for (h, i) in sorted_by_bucket(&[&items], bits, |&(h, _)| h) {
             match table.entry(h, |&j| bytes(j) == bytes(i), |&j| xxh3_64(bytes(j))) {
                 Entry::Occupied(_) => return None,
                 Entry::Vacant(v) => {

@@ -826,19 +826,43 @@ impl Engine {
 
         // dedup
         let mut s = r.section(6)?;
-        let n = s.count(17)?;
+        let start = s.pos;
         e.dedup = Dedup::new(cfg.dedup_retention);
-        e.dedup.reserve(n);
-        let mut prev = 0i64;
-        for _ in 0..n {
-            let at = s.pos;
-            let z = s.varint()?;
-            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-            prev = prev.wrapping_add(d);
-            let key = s.u128()?;
-            if !e.dedup.restore_entry(Ts(prev), key) {
-                return Err(s.invalid(at, format!("event id hash {key:032x} appears twice")));
+        // In one pass the ids are listed, then indexed all at once; if
+        // anything is wrong, a second pass one id at a time reports the
+        // first error in order (a repeated id where it repeats).
+        let read_all = |s: &mut Reader<'_>, dedup: &mut Dedup| -> Result<()> {
+            let n = s.count(17)?;
+            dedup.reserve(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                let at = s.pos;
+                let z = s.varint()?;
+                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                prev = prev.wrapping_add(d);
+                let key = s.u128()?;
+                if !dedup.restore_entry(Ts(prev), key) {
+                    return Err(s.invalid(at, format!("event id hash {key:032x} appears twice")));
+                }
             }
+            Ok(())
+        };
+        let listed = (|| -> Option<()> {
+            let n = s.count(17).ok()?;
+            e.dedup.reserve(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                let z = s.varint().ok()?;
+                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                prev = prev.wrapping_add(d);
+                e.dedup.push_restored(Ts(prev), s.u128().ok()?);
+            }
+            e.dedup.index_restored().then_some(())
+        })();
+        if listed.is_none() {
+            s.pos = start;
+            e.dedup = Dedup::new(cfg.dedup_retention);
+            read_all(&mut s, &mut e.dedup)?;
         }
         s.finish()?;
 
@@ -1256,32 +1280,45 @@ impl<'a> Reader<'a> {
     /// Reads the strings into the interner's arena, then builds its table
     /// in one go ([`Interner::from_parts`]); if two ids are equal, reads
     /// them again one by one to name the first repeat.
+    /// Reads the strings into the interner's arena, then builds its table
+    /// in one go ([`Interner::from_parts`]). If anything is wrong, reads them
+    /// again one by one to report the first error in order (a repeated id
+    /// names the first repeat).
     fn interner(&mut self, what: &str) -> Result<Interner> {
         let n = self.count(1)?;
         let start = self.pos;
-        let mut arena: Vec<u8> = Vec::with_capacity((self.buf.len() - self.pos).min(n * 16));
-        let mut ends: Vec<u32> = Vec::with_capacity(n);
-        for _ in 0..n {
-            arena.extend_from_slice(self.str()?.as_bytes());
-            ends.push(arena.len() as u32);
-        }
-        if u32::try_from(arena.len()).is_err() {
-            return Err(self.invalid(start, format!("{what} ids take over 4 GiB")));
-        }
-        if let Some(i) = Interner::from_parts(arena, ends) {
+        if let Some(i) = self.interner_bulk(n) {
             return Ok(i);
         }
         self.pos = start;
         let mut i = Interner::new();
         i.reserve(n, 12);
+        let mut total = 0usize;
         for k in 0..n {
             let at = self.pos;
-            let (j, new) = i.intern(self.str()?);
+            let s = self.str()?;
+            total += s.len();
+            if u32::try_from(total).is_err() {
+                return Err(self.invalid(at, format!("{what} ids take over 4 GiB")));
+            }
+            let (j, new) = i.intern(s);
             if !new {
                 return Err(self.invalid(at, format!("{what} id {k} repeats id {j}")));
             }
         }
-        Err(self.invalid(start, format!("{what} ids repeat")))
+        Ok(i)
+    }
+
+    /// The interner of the next `n` strings, or `None` if they cannot be
+    /// read, take over 4 GiB or repeat.
+    fn interner_bulk(&mut self, n: usize) -> Option<Interner> {
+        let mut arena: Vec<u8> = Vec::with_capacity((self.buf.len() - self.pos).min(n * 16));
+        let mut ends: Vec<u32> = Vec::with_capacity(n);
+        for _ in 0..n {
+            arena.extend_from_slice(self.str().ok()?.as_bytes());
+            ends.push(u32::try_from(arena.len()).ok()?);
+        }
+        Interner::from_parts(arena, ends)
     }
 
     fn index(&mut self, what: &'static str, len: usize) -> Result<u32> {
