@@ -7,6 +7,7 @@
 //! deliveries and never logged.
 
 use crate::intern::Interner;
+use crate::records::{push_str, read_str, RecordFormat, RecordStore};
 
 /// "No index": a missing parent, leader or org.
 pub const NONE: u32 = u32::MAX;
@@ -78,67 +79,20 @@ impl Contacts<'_> {
     }
 }
 
-/// Contacts by dense index (member or org index): every entry's record lies
-/// in one byte arena, so an entry costs its bytes, up to 7 bytes of padding
-/// and a 4-byte slot per index, with no heap allocation per string (a hash
-/// map of boxed strings took over 100 bytes per member and one allocation
-/// per string to restore and to free).
-///
-/// A record is the snapshot's encoding of an entry (see
-/// [`crate::snapshot`]): a `u8` mask (1 name, 2 sms, 4 push, 8 group), then
-/// per set bit a varint length and the UTF-8 bytes. Records start at multiples
-/// of 8 bytes, so a `u32` slot addresses 32 GiB. A replacement that fits in
-/// its entry's old record is written in place, otherwise appended; the bytes
-/// left behind are counted and the arena is compacted once they are more than
-/// half of it.
-#[derive(Clone, Default)]
-pub struct ContactStore {
-    /// Per index: the record's offset in 8-byte units, or [`NONE`].
-    slots: Vec<u32>,
-    arena: Vec<u8>,
-    /// Indices with a record.
-    len: usize,
-    /// Arena bytes no record uses (padding of replaced records included).
-    garbage: usize,
-}
+/// The contact record: a `u8` mask (1 name, 2 sms, 4 push, 8 group), then
+/// per set bit a varint length and the UTF-8 bytes (the snapshot's encoding
+/// of an entry after its index, see [`crate::snapshot`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContactRecord;
 
-impl std::fmt::Debug for ContactStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Personal data: only the sizes.
-        f.debug_struct("ContactStore")
-            .field("len", &self.len)
-            .field("arena", &self.arena.len())
-            .finish()
+impl RecordFormat for ContactRecord {
+    fn len(b: &[u8]) -> Option<usize> {
+        decode(b).map(|(_, n)| n)
     }
 }
 
-/// Arena bytes below which replaced records are never compacted away.
-const COMPACT_MIN: usize = 1 << 16;
-
-/// `n` rounded up to a multiple of 8.
-fn padded(n: usize) -> usize {
-    (n + 7) & !7
-}
-
-/// A varint at the start of `b`: its value and length.
-fn read_varint(b: &[u8]) -> Option<(usize, usize)> {
-    let mut v = 0usize;
-    for (i, &x) in b.iter().enumerate().take(10) {
-        v |= usize::from(x & 0x7f).checked_shl(7 * i as u32)?;
-        if x & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
-fn push_varint(buf: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        buf.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
+/// Contacts by member or org index, in one byte arena (see [`RecordStore`]).
+pub type ContactStore = RecordStore<ContactRecord>;
 
 /// Decodes the record at the start of `b`: the contacts and the record's
 /// length. `None` if it is not a well-formed record.
@@ -151,10 +105,8 @@ fn decode(b: &[u8]) -> Option<(Contacts<'_>, usize)> {
     let mut f: [Option<&str>; 4] = [None; 4];
     for (i, v) in f.iter_mut().enumerate() {
         if mask & (1 << i) != 0 {
-            let (n, k) = read_varint(b.get(pos..)?)?;
-            pos += k;
-            let s = b.get(pos..pos.checked_add(n)?)?;
-            *v = Some(std::str::from_utf8(s).ok()?);
+            let (s, n) = read_str(b.get(pos..)?)?;
+            *v = Some(s);
             pos += n;
         }
     }
@@ -170,34 +122,10 @@ fn decode(b: &[u8]) -> Option<(Contacts<'_>, usize)> {
     ))
 }
 
-impl ContactStore {
+impl RecordStore<ContactRecord> {
     /// The contacts of index `i`, if it has any.
     pub fn get(&self, i: u32) -> Option<Contacts<'_>> {
-        let at = *self.slots.get(i as usize)?;
-        if at == NONE {
-            return None;
-        }
-        decode(self.arena.get(at as usize * 8..)?).map(|(c, _)| c)
-    }
-
-    /// The record of index `i`, if it has one.
-    fn record(&self, i: u32) -> Option<&[u8]> {
-        let at = *self.slots.get(i as usize)?;
-        if at == NONE {
-            return None;
-        }
-        let b = self.arena.get(at as usize * 8..)?;
-        decode(b).map(|(_, n)| &b[..n])
-    }
-
-    /// Number of indices with contacts.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when no index has contacts.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.record(i).and_then(decode).map(|(c, _)| c)
     }
 
     /// Sets the contacts of index `i`; empty contacts remove them.
@@ -215,104 +143,9 @@ impl ContactStore {
                 .fold(0u8, |m, (k, f)| m | (u8::from(f.is_some()) << k)),
         );
         for f in fields.iter().flatten() {
-            push_varint(&mut rec, f.len());
-            rec.extend_from_slice(f.as_bytes());
+            push_str(&mut rec, f);
         }
-        let old = self.record(i).map(|r| padded(r.len()));
-        match old {
-            Some(room) if padded(rec.len()) <= room => {
-                let at = self.slots[i as usize] as usize * 8;
-                self.arena[at..at + rec.len()].copy_from_slice(&rec);
-                self.garbage += room - padded(rec.len());
-            }
-            _ => {
-                if let Some(room) = old {
-                    self.garbage += room;
-                    self.len -= 1;
-                }
-                self.append(i, &rec);
-            }
-        }
-        self.maybe_compact();
-    }
-
-    /// Removes the contacts of index `i`, if any.
-    pub fn remove(&mut self, i: u32) {
-        if let Some(r) = self.record(i) {
-            self.garbage += padded(r.len());
-            self.slots[i as usize] = NONE;
-            self.len -= 1;
-            self.maybe_compact();
-        }
-    }
-
-    /// Appends `rec` as the record of index `i`, which has none. The caller
-    /// has checked that `rec` is one well-formed record (snapshot loading
-    /// appends in ascending index order).
-    pub(crate) fn push_record(&mut self, i: u32, rec: &[u8]) {
-        self.append(i, rec);
-    }
-
-    fn append(&mut self, i: u32, rec: &[u8]) {
-        let i = i as usize;
-        if self.slots.len() <= i {
-            self.slots.resize(i + 1, NONE);
-        }
-        let at = self.arena.len();
-        self.arena.extend_from_slice(rec);
-        self.arena.resize(padded(self.arena.len()), 0);
-        // Beyond 32 GiB of contacts the slot cannot address the record:
-        // far past any shard's memory, but never a wrong answer.
-        self.slots[i] = u32::try_from(at / 8)
-            .ok()
-            .filter(|&u| u != NONE)
-            .expect("contact store over 32 GiB");
-        self.len += 1;
-    }
-
-    /// Reserves room for `n` more indices and `bytes` more record bytes.
-    pub(crate) fn reserve(&mut self, n: usize, bytes: usize) {
-        self.slots.reserve(n);
-        self.arena.reserve(bytes);
-    }
-
-    /// Gives back unused reserved room.
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.slots.shrink_to_fit();
-        self.arena.shrink_to_fit();
-    }
-
-    fn maybe_compact(&mut self) {
-        if self.garbage >= COMPACT_MIN && self.garbage * 2 > self.arena.len() {
-            self.compact();
-        }
-    }
-
-    /// Rewrites the arena with only the live records, in index order.
-    fn compact(&mut self) {
-        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
-        for slot in &mut self.slots {
-            if *slot == NONE {
-                continue;
-            }
-            let b = &self.arena[*slot as usize * 8..];
-            let n = decode(b).map_or(0, |(_, n)| n);
-            *slot = (arena.len() / 8) as u32;
-            arena.extend_from_slice(&b[..n]);
-            arena.resize(padded(arena.len()), 0);
-        }
-        self.arena = arena;
-        self.garbage = 0;
-    }
-
-    /// The records, ascending by index (for snapshots).
-    pub(crate) fn records(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
-        (0..self.slots.len() as u32).filter_map(|i| self.record(i).map(|r| (i, r)))
-    }
-
-    /// Heap bytes in use (capacity), for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * 4 + self.arena.capacity()
+        self.put(i, &rec);
     }
 }
 
@@ -637,18 +470,15 @@ mod tests {
             }
         }
         check(&st, &model);
-        assert!(st.garbage * 2 <= st.arena.len() || st.garbage < COMPACT_MIN);
-        let live: usize = st.records().map(|(_, r)| padded(r.len())).sum();
-        assert_eq!(live + st.garbage, st.arena.len());
-        assert!(st.heap_bytes() >= st.arena.len() + st.slots.len() * 4);
+        st.check_accounting();
         // Restored record by record: same contacts, no garbage.
         let mut back = ContactStore::default();
         for (i, r) in st.records() {
             back.push_record(i, r);
         }
         check(&back, &model);
-        assert_eq!(back.garbage, 0);
-        assert_eq!(back.arena.len(), live);
-        assert!(format!("{back:?}").starts_with("ContactStore { len: "));
+        back.check_accounting();
+        assert!(back.heap_bytes() <= st.heap_bytes());
+        assert!(format!("{back:?}").starts_with("RecordStore { len: "));
     }
 }

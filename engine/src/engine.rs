@@ -494,7 +494,7 @@ impl Engine {
             tk.timer = Some(self.wheel.insert(when, t));
         }
         if let Some(title) = title {
-            self.tickets.titles.insert(t, title.into());
+            self.tickets.titles.set(t, title);
         }
         self.tickets.counts_mut(&tk).opened += 1;
         self.tickets.tickets.push(tk);
@@ -775,7 +775,7 @@ impl Engine {
                 let tk = &self.tickets.tickets[t as usize];
                 (
                     None,
-                    self.tickets.titles.get(&t).map(|b| b.to_string()),
+                    self.tickets.titles.get(t).map(str::to_string),
                     (tk.policy != NO_POLICY).then(|| self.cfg.zone.format(tk.deadline)),
                 )
             }

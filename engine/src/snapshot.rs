@@ -399,44 +399,6 @@ impl Writer {
     }
 }
 
-/// The entries of a table keyed by indices below `bound`, ascending by key.
-///
-/// A dense table (at least one entry per 16 possible keys, as ticket titles
-/// usually are) is ordered through one slot per possible key: a linear pass,
-/// where sorting the keys and looking each one up again cost a sort and a
-/// random probe per entry. A sparse one is sorted.
-fn ascending<V, S: std::hash::BuildHasher>(
-    table: &HashMap<u32, V, S>,
-    bound: usize,
-) -> Vec<(u32, &V)> {
-    if table.len() >= bound / 16 {
-        let mut slots: Vec<Option<&V>> = vec![None; bound];
-        let mut fits = true;
-        for (&k, v) in table {
-            match slots.get_mut(k as usize) {
-                Some(slot) => *slot = Some(v),
-                None => {
-                    fits = false;
-                    break;
-                }
-            }
-        }
-        if fits {
-            let mut out = Vec::with_capacity(table.len());
-            out.extend(
-                slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, v)| v.map(|v| (k as u32, v))),
-            );
-            return out;
-        }
-    }
-    let mut out: Vec<(u32, &V)> = table.iter().map(|(&k, v)| (k, v)).collect();
-    out.sort_unstable_by_key(|&(k, _)| k);
-    out
-}
-
 impl Engine {
     /// The engine's state as bytes (see the [format](crate::snapshot)): the
     /// same state always gives the same bytes. To be written by the
@@ -457,7 +419,7 @@ impl Engine {
             + dir.orgs.len() * 16
             + dir.contact_heap_bytes()
             + tk.tickets.len() * 48
-            + tk.titles.len() * 64
+            + tk.titles.heap_bytes()
             + tk.stats.len() * 64
             + self.dedup.len() * 28;
         let mut w = Writer {
@@ -586,9 +548,10 @@ impl Engine {
             }
         }
         w.varint(tk.titles.len() as u64);
-        for (k, v) in ascending(&tk.titles, tk.tickets.len()) {
+        for (k, rec) in tk.titles.records() {
+            // A title's record is its `str`.
             w.u32(k);
-            w.str(v);
+            w.buf.extend_from_slice(rec);
         }
         w.end(s);
 
@@ -1064,7 +1027,13 @@ fn read_tickets(s: &mut Reader<'_>, e: &mut Engine) -> Result<()> {
     }
     let count = s.count(5)?;
     let mut prev: Option<u32> = None;
-    tk.titles.reserve(count);
+    if count > 0 {
+        // At most the bytes left less the indices, plus padding; what is not
+        // used is given back below.
+        let left = s.buf.len() - s.pos;
+        tk.titles
+            .reserve(n, (left - 4 * count).saturating_add(7 * count));
+    }
     for _ in 0..count {
         let at = s.pos;
         let t = s.index("ticket", n)?;
@@ -1072,9 +1041,11 @@ fn read_tickets(s: &mut Reader<'_>, e: &mut Engine) -> Result<()> {
             return Err(s.invalid(at, "titles are not in ascending ticket order".into()));
         }
         prev = Some(t);
-        let title = s.str()?;
-        tk.titles.insert(t, title.into());
+        let start = s.pos;
+        s.str()?;
+        tk.titles.push_record(t, &s.buf[start..s.pos]);
     }
+    tk.titles.shrink_to_fit();
     Ok(())
 }
 
