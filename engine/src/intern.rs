@@ -112,7 +112,10 @@ impl Interner {
         }
         let bits = buckets_of(table.capacity()).trailing_zeros();
         for (h, i) in sorted_by_bucket(&[&items], bits, |&(h, _)| h) {
-            match table.entry(h, |&j| bytes(j) == bytes(i), |&j| xxh3_64(bytes(j))) {
+            // `items` is in index order: comparing full hashes first spares
+            // most tag matches a look at the strings (two more cache misses).
+            let same = |&j: &u32| items[j as usize].0 == h && bytes(j) == bytes(i);
+            match table.entry(h, same, |&j| xxh3_64(bytes(j))) {
                 Entry::Occupied(_) => return None,
                 Entry::Vacant(v) => {
                     v.insert(i);

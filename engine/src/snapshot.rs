@@ -1042,7 +1042,7 @@ fn read_tickets(s: &mut Reader<'_>, e: &mut Engine) -> Result<()> {
         }
         prev = Some(t);
         let start = s.pos;
-        s.str()?;
+        s.text()?;
         tk.titles.push_record(t, &s.buf[start..s.pos]);
     }
     tk.titles.shrink_to_fit();
@@ -1243,6 +1243,20 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(b).map_err(|_| self.invalid(at, "string is not valid UTF-8".into()))
     }
 
+    /// The bytes of a `str`, checked to be UTF-8 (the common all-ASCII case
+    /// without a call per string).
+    fn text(&mut self) -> Result<&'a [u8]> {
+        let at = self.pos;
+        let n = self.varint()?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let b = self.bytes(n)?;
+        if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+            Ok(b)
+        } else {
+            Err(self.invalid(at, "string is not valid UTF-8".into()))
+        }
+    }
+
     fn names(&mut self) -> Result<Vec<&'a str>> {
         let n = self.count(1)?;
         (0..n).map(|_| self.str()).collect()
@@ -1286,7 +1300,7 @@ impl<'a> Reader<'a> {
         let mut arena: Vec<u8> = Vec::with_capacity((self.buf.len() - self.pos).min(n * 16));
         let mut ends: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..n {
-            arena.extend_from_slice(self.str().ok()?.as_bytes());
+            arena.extend_from_slice(self.text().ok()?);
             ends.push(u32::try_from(arena.len()).ok()?);
         }
         Interner::from_parts(arena, ends)
@@ -1359,7 +1373,7 @@ impl<'a> Reader<'a> {
             }
             for i in 0..4 {
                 if mask & (1 << i) != 0 {
-                    self.str()?;
+                    self.text()?;
                 }
             }
             m.push_record(k, &self.buf[start..self.pos]);

@@ -544,6 +544,25 @@ fn repeated_ids_are_refused_naming_the_first_repeat() {
 }
 
 #[test]
+fn a_string_that_is_not_utf8_is_refused_where_it_is() {
+    let (cfg, snap) = sample();
+    let dir = find(&snap, b"DIRY").expect("directory section");
+    for id in [&b"m2"[..], b"T2"] {
+        let at = find(&snap[dir..], &[2, id[0], id[1]]).expect("the id") + dir;
+        let mut bad = snap.clone();
+        bad[at + 1] = 0xff;
+        reseal(&mut bad);
+        let msg = Engine::restore(Arc::clone(&cfg), &bad)
+            .expect_err("not UTF-8")
+            .to_string();
+        assert!(
+            msg.ends_with(&format!("at offset {at}: string is not valid UTF-8")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn a_repeated_event_id_is_refused_where_it_repeats() {
     let (cfg, snap) = sample();
     let varint = |b: &[u8], at: &mut usize| {
