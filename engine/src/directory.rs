@@ -7,6 +7,7 @@
 //! deliveries and never logged.
 
 use crate::intern::Interner;
+use crate::records::{push_str, read_str, RecordFormat, RecordStore};
 
 /// "No index": a missing parent, leader or org.
 pub const NONE: u32 = u32::MAX;
@@ -52,22 +53,99 @@ pub struct Org {
     pub leader: u32,
 }
 
-/// Addresses of a member or an org (personal data: never log these).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Contacts {
+/// Addresses of a member or an org (personal data: never log these), as
+/// borrowed strings: given to [`Directory::upsert_member`] and returned by
+/// [`Directory::member_contacts`] and [`Directory::org_contacts`], which read
+/// them out of a [`ContactStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Contacts<'a> {
     /// Display name.
-    pub name: Option<Box<str>>,
+    pub name: Option<&'a str>,
     /// Phone number for SMS.
-    pub sms: Option<Box<str>>,
+    pub sms: Option<&'a str>,
     /// Mobile push device token.
-    pub push: Option<Box<str>>,
+    pub push: Option<&'a str>,
     /// Group-chat robot webhook or key (orgs).
-    pub group: Option<Box<str>>,
+    pub group: Option<&'a str>,
 }
 
-impl Contacts {
+impl Contacts<'_> {
     fn is_empty(&self) -> bool {
         self.name.is_none() && self.sms.is_none() && self.push.is_none() && self.group.is_none()
+    }
+
+    fn fields(&self) -> [Option<&str>; 4] {
+        [self.name, self.sms, self.push, self.group]
+    }
+}
+
+/// The contact record: a `u8` mask (1 name, 2 sms, 4 push, 8 group), then
+/// per set bit a varint length and the UTF-8 bytes (the snapshot's encoding
+/// of an entry after its index, see [`crate::snapshot`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContactRecord;
+
+impl RecordFormat for ContactRecord {
+    fn len(b: &[u8]) -> Option<usize> {
+        decode(b).map(|(_, n)| n)
+    }
+}
+
+/// Contacts by member or org index, in one byte arena (see [`RecordStore`]).
+pub type ContactStore = RecordStore<ContactRecord>;
+
+/// Decodes the record at the start of `b`: the contacts and the record's
+/// length. `None` if it is not a well-formed record.
+fn decode(b: &[u8]) -> Option<(Contacts<'_>, usize)> {
+    let mask = *b.first()?;
+    if mask >= 16 {
+        return None;
+    }
+    let mut pos = 1;
+    let mut f: [Option<&str>; 4] = [None; 4];
+    for (i, v) in f.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            let (s, n) = read_str(b.get(pos..)?)?;
+            *v = Some(s);
+            pos += n;
+        }
+    }
+    let [name, sms, push, group] = f;
+    Some((
+        Contacts {
+            name,
+            sms,
+            push,
+            group,
+        },
+        pos,
+    ))
+}
+
+impl RecordStore<ContactRecord> {
+    /// The contacts of index `i`, if it has any.
+    pub fn get(&self, i: u32) -> Option<Contacts<'_>> {
+        self.record(i).and_then(decode).map(|(c, _)| c)
+    }
+
+    /// Sets the contacts of index `i`; empty contacts remove them.
+    pub fn set(&mut self, i: u32, c: Contacts<'_>) {
+        if c.is_empty() {
+            self.remove(i);
+            return;
+        }
+        let mut rec = Vec::with_capacity(64);
+        let fields = c.fields();
+        rec.push(
+            fields
+                .iter()
+                .enumerate()
+                .fold(0u8, |m, (k, f)| m | (u8::from(f.is_some()) << k)),
+        );
+        for f in fields.iter().flatten() {
+            push_str(&mut rec, f);
+        }
+        self.put(i, &rec);
     }
 }
 
@@ -85,8 +163,8 @@ pub struct Directory {
     /// Cohort names.
     pub cohorts: Interner,
     // Crate-visible for `snapshot`.
-    pub(crate) member_contacts: crate::fasthash::IdxMap<Contacts>,
-    pub(crate) org_contacts: crate::fasthash::IdxMap<Contacts>,
+    pub(crate) member_contacts: ContactStore,
+    pub(crate) org_contacts: ContactStore,
 }
 
 /// The default cohort of a member upserted without one.
@@ -154,16 +232,14 @@ impl Directory {
             level,
             leader,
         };
-        let c = Contacts {
-            name: name.map(Into::into),
-            group: group.map(Into::into),
-            ..Contacts::default()
-        };
-        if c.is_empty() {
-            self.org_contacts.remove(&o);
-        } else {
-            self.org_contacts.insert(o, c);
-        }
+        self.org_contacts.set(
+            o,
+            Contacts {
+                name,
+                group,
+                ..Contacts::default()
+            },
+        );
         o
     }
 
@@ -175,7 +251,7 @@ impl Directory {
         member: &str,
         org: &str,
         cohort: Option<&str>,
-        contacts: Contacts,
+        contacts: Contacts<'_>,
     ) -> (u32, bool) {
         let m = self.member_index(member);
         let org = self.org_index(org);
@@ -188,11 +264,7 @@ impl Directory {
             e.state = MemberState::Active;
             e.logged_in = false;
         }
-        if contacts.is_empty() {
-            self.member_contacts.remove(&m);
-        } else {
-            self.member_contacts.insert(m, contacts);
-        }
+        self.member_contacts.set(m, contacts);
         (m, fresh)
     }
 
@@ -205,7 +277,7 @@ impl Directory {
         }
         e.state = MemberState::Removed;
         e.logged_in = false;
-        self.member_contacts.remove(&m);
+        self.member_contacts.remove(m);
         Some(m)
     }
 
@@ -249,19 +321,24 @@ impl Directory {
     }
 
     /// Contacts of a member.
-    pub fn member_contacts(&self, m: u32) -> Option<&Contacts> {
-        self.member_contacts.get(&m)
+    pub fn member_contacts(&self, m: u32) -> Option<Contacts<'_>> {
+        self.member_contacts.get(m)
     }
 
     /// Contacts of an org.
-    pub fn org_contacts(&self, o: u32) -> Option<&Contacts> {
-        self.org_contacts.get(&o)
+    pub fn org_contacts(&self, o: u32) -> Option<Contacts<'_>> {
+        self.org_contacts.get(o)
     }
 
     /// Heap bytes of the compact member data (ids, entries), excluding
     /// contacts, for memory accounting.
     pub fn member_heap_bytes(&self) -> usize {
         self.member_ids.heap_bytes() + self.members.capacity() * std::mem::size_of::<Member>()
+    }
+
+    /// Heap bytes of the member and org contacts, for memory accounting.
+    pub fn contact_heap_bytes(&self) -> usize {
+        self.member_contacts.heap_bytes() + self.org_contacts.heap_bytes()
     }
 }
 
@@ -317,5 +394,91 @@ mod tests {
         assert!(!d.members[m as usize].logged_in);
         let (_, fresh) = d.upsert_member("m9", "town", None, Contacts::default());
         assert!(fresh);
+    }
+
+    fn sms(s: &str) -> Contacts<'_> {
+        Contacts {
+            sms: Some(s),
+            ..Contacts::default()
+        }
+    }
+
+    /// The store against a plain map of the same operations, then its records
+    /// read back through `push_record` as a snapshot does.
+    #[test]
+    fn contact_store_set_replace_remove_restore() {
+        use std::collections::BTreeMap;
+        let mut st = ContactStore::default();
+        let mut model: BTreeMap<u32, [Option<String>; 4]> = BTreeMap::new();
+        let own = |c: Contacts<'_>| c.fields().map(|f| f.map(str::to_string));
+        let check = |st: &ContactStore, model: &BTreeMap<u32, [Option<String>; 4]>| {
+            assert_eq!(st.len(), model.len());
+            for i in 0..300u32 {
+                assert_eq!(st.get(i).map(own), model.get(&i).cloned(), "index {i}");
+            }
+            let listed: Vec<u32> = st.records().map(|(i, _)| i).collect();
+            assert_eq!(listed, model.keys().copied().collect::<Vec<_>>());
+        };
+        assert_eq!(st.get(0), None);
+        st.set(7, sms("+8613800000000"));
+        model.insert(7, own(sms("+8613800000000")));
+        check(&st, &model);
+        // Shorter (in place), longer (appended), empty (removed), removed.
+        st.set(7, sms("110"));
+        model.insert(7, own(sms("110")));
+        let full = Contacts {
+            name: Some("张三"),
+            sms: Some("13800000000"),
+            push: Some(&"p".repeat(200)),
+            group: Some(""),
+        };
+        st.set(3, full);
+        model.insert(3, own(full));
+        st.set(7, full);
+        model.insert(7, own(full));
+        check(&st, &model);
+        st.set(3, Contacts::default());
+        model.remove(&3);
+        st.remove(7);
+        st.remove(250);
+        model.remove(&7);
+        check(&st, &model);
+        // Many replacements: the garbage is compacted away and nothing else
+        // changes.
+        for round in 0..200u32 {
+            for i in 0..300u32 {
+                let v = "x".repeat(((i + round) % 40) as usize);
+                let c = match (i + round) % 5 {
+                    0 => Contacts::default(),
+                    1 => sms(&v),
+                    2 => Contacts {
+                        name: Some(&v),
+                        group: Some("g"),
+                        ..Contacts::default()
+                    },
+                    _ => Contacts {
+                        push: Some(&v),
+                        ..full
+                    },
+                };
+                st.set(i, c);
+                if c.is_empty() {
+                    model.remove(&i);
+                } else {
+                    model.insert(i, own(c));
+                }
+            }
+        }
+        check(&st, &model);
+        st.check_accounting();
+        // Restored record by record: same contacts, no garbage.
+        let mut back = ContactStore::default();
+        for (i, r) in st.records() {
+            back.push_record(i, r);
+        }
+        check(&back, &model);
+        back.check_accounting();
+        assert!(back.heap_bytes() <= st.heap_bytes());
+        assert!(format!("{back:?}").starts_with("RecordStore { len: "));
     }
 }

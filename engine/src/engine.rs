@@ -238,9 +238,9 @@ impl Engine {
                 push,
             } => {
                 let contacts = Contacts {
-                    name: name.as_deref().map(Into::into),
-                    sms: sms.as_deref().map(Into::into),
-                    push: push.as_deref().map(Into::into),
+                    name: name.as_deref(),
+                    sms: sms.as_deref(),
+                    push: push.as_deref(),
                     group: None,
                 };
                 let (m, fresh) = self
@@ -494,7 +494,7 @@ impl Engine {
             tk.timer = Some(self.wheel.insert(when, t));
         }
         if let Some(title) = title {
-            self.tickets.titles.insert(t, title.into());
+            self.tickets.titles.set(t, title);
         }
         self.tickets.counts_mut(&tk).opened += 1;
         self.tickets.tickets.push(tk);
@@ -764,10 +764,10 @@ impl Engine {
         };
         let org = (n.org != NONE).then_some(n.org);
         let oc = org.and_then(|o| self.dir.org_contacts(o));
-        let s = |v: Option<&Box<str>>| v.map(|b| b.to_string());
+        let s = |v: Option<&str>| v.map(str::to_string);
         let (subject_name, ticket_title, deadline) = match n.subject {
             Subject::Member(m) => (
-                self.dir.member_contacts(m).and_then(|c| s(c.name.as_ref())),
+                self.dir.member_contacts(m).and_then(|c| s(c.name)),
                 None,
                 None,
             ),
@@ -775,19 +775,19 @@ impl Engine {
                 let tk = &self.tickets.tickets[t as usize];
                 (
                     None,
-                    self.tickets.titles.get(&t).map(|b| b.to_string()),
+                    self.tickets.titles.get(t).map(str::to_string),
                     (tk.policy != NO_POLICY).then(|| self.cfg.zone.format(tk.deadline)),
                 )
             }
         };
         Envelope {
             notification: rendered.into(),
-            recipient_name: rc.and_then(|c| s(c.name.as_ref())),
-            sms: rc.and_then(|c| s(c.sms.as_ref())),
-            push: rc.and_then(|c| s(c.push.as_ref())),
+            recipient_name: rc.and_then(|c| s(c.name)),
+            sms: rc.and_then(|c| s(c.sms)),
+            push: rc.and_then(|c| s(c.push)),
             org: org.map(|o| self.dir.org_ids.get(o).to_string()),
-            org_name: oc.and_then(|c| s(c.name.as_ref())),
-            org_group: oc.and_then(|c| s(c.group.as_ref())),
+            org_name: oc.and_then(|c| s(c.name)),
+            org_group: oc.and_then(|c| s(c.group)),
             subject_name,
             ticket_title,
             deadline,

@@ -5,8 +5,11 @@
 //! `u32` indices, so an interned id costs its bytes plus about 12 bytes, not a
 //! heap allocation and a fat `String` per id.
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
+
+use crate::fasthash::{buckets_of, sorted_by_bucket};
 
 /// Interns strings into dense indices `0..len()`, in order of first sight.
 #[derive(Default, Clone)]
@@ -84,6 +87,44 @@ impl Interner {
         (i, true)
     }
 
+    /// An interner of the strings `arena[ends[i - 1]..ends[i]]` (the first
+    /// from 0), as read back from a snapshot: `None` if two are equal.
+    ///
+    /// The table is sized once and filled in bucket order (see
+    /// [`sorted_by_bucket`]) rather than string by string, each insert of which
+    /// waited on a cache miss somewhere in a table of tens of megabytes.
+    /// The caller checks that `ends` ascends and stays within `arena` and
+    /// that each string is UTF-8.
+    pub(crate) fn from_parts(mut arena: Vec<u8>, ends: Vec<u32>) -> Option<Interner> {
+        arena.shrink_to_fit();
+        let n = ends.len();
+        let mut table = HashTable::with_capacity(n);
+        let bytes = |j: u32| {
+            let j = j as usize;
+            let start = if j == 0 { 0 } else { ends[j - 1] as usize };
+            &arena[start..ends[j] as usize]
+        };
+        let mut items: Vec<(u64, u32)> = Vec::with_capacity(n);
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            items.push((xxh3_64(&arena[start..end as usize]), i as u32));
+            start = end as usize;
+        }
+        let bits = buckets_of(table.capacity()).trailing_zeros();
+        for (h, i) in sorted_by_bucket(&[&items], bits, |&(h, _)| h) {
+            // `items` is in index order: comparing full hashes first spares
+            // most tag matches a look at the strings (two more cache misses).
+            let same = |&j: &u32| items[j as usize].0 == h && bytes(j) == bytes(i);
+            match table.entry(h, same, |&j| xxh3_64(bytes(j))) {
+                Entry::Occupied(_) => return None,
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+        Some(Interner { arena, ends, table })
+    }
+
     /// Reserves room for `n` more strings of about `avg_len` bytes.
     pub fn reserve(&mut self, n: usize, avg_len: usize) {
         self.arena.reserve(n * avg_len);
@@ -117,6 +158,38 @@ mod tests {
         assert_eq!(i.find("m3"), None);
         assert_eq!(i.get(2), "成员");
         assert_eq!(i.len(), 3);
+    }
+
+    #[test]
+    fn from_parts_finds_all_refuses_repeats_and_grows() {
+        let ids: Vec<String> = (0..50_000u32).map(|n| format!("m{n}")).collect();
+        let parts = |ids: &[String]| {
+            let mut arena = Vec::new();
+            let mut ends = Vec::new();
+            for s in ids {
+                arena.extend_from_slice(s.as_bytes());
+                ends.push(arena.len() as u32);
+            }
+            (arena, ends)
+        };
+        let (arena, ends) = parts(&ids);
+        let mut i = Interner::from_parts(arena, ends).unwrap();
+        assert_eq!(i.len(), ids.len());
+        for (n, s) in ids.iter().enumerate() {
+            assert_eq!(i.find(s), Some(n as u32));
+            assert_eq!(i.get(n as u32), s);
+        }
+        assert_eq!(i.find("m50000"), None);
+        // Full after loading: the next ids grow the table.
+        for n in 50_000..60_000u32 {
+            assert_eq!(i.intern(&format!("m{n}")), (n, true));
+        }
+        assert_eq!(i.find("m123"), Some(123));
+        let mut dup = ids.clone();
+        dup.push("m49999".into());
+        let (arena, ends) = parts(&dup);
+        assert!(Interner::from_parts(arena, ends).is_none());
+        assert!(Interner::from_parts(Vec::new(), Vec::new()).is_some_and(|i| i.is_empty()));
     }
 
     #[test]

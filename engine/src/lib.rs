@@ -16,6 +16,7 @@ pub mod fasthash;
 pub mod intern;
 pub mod notify;
 pub mod policy;
+pub mod records;
 pub mod snapshot;
 pub mod streak;
 pub mod time;

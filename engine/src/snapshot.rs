@@ -96,7 +96,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dedup::Dedup;
-use crate::directory::{Contacts, Directory, Member, MemberState, Org, DEFAULT_COHORT, NONE};
+use crate::directory::{ContactStore, Directory, Member, MemberState, Org, DEFAULT_COHORT, NONE};
 use crate::engine::{Counters, Engine};
 use crate::intern::Interner;
 use crate::policy::{EngineConfig, Kind, SlaDuration, StreakRole, TicketRole};
@@ -377,36 +377,12 @@ impl Writer {
             self.str(i.get(k));
         }
     }
-    /// A table keyed by index below `bound`, ascending by key.
-    ///
-    /// In key order the entries lie at random places of the hash table: per
-    /// chunk, a first tight pass only loads them (independent loads overlap
-    /// instead of each waiting on memory in turn), the second writes them.
-    fn contacts<S: std::hash::BuildHasher>(
-        &mut self,
-        table: &HashMap<u32, Contacts, S>,
-        bound: usize,
-    ) {
-        self.varint(table.len() as u64);
-        let entries = ascending(table, bound);
-        let mut chunk: Vec<(u32, [Option<&str>; 4])> = Vec::with_capacity(1024);
-        for part in entries.chunks(1024) {
-            chunk.clear();
-            chunk.extend(part.iter().map(|&(k, c)| {
-                let f = [&c.name, &c.sms, &c.push, &c.group];
-                (k, f.map(|v| v.as_deref()))
-            }));
-            for (k, fields) in &chunk {
-                let mask = fields
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |m, (i, f)| m | (u8::from(f.is_some()) << i));
-                self.u32(*k);
-                self.u8(mask);
-                for f in fields.iter().flatten() {
-                    self.str(f);
-                }
-            }
+    /// A contact store: its records are the format's entries, verbatim.
+    fn contacts(&mut self, store: &ContactStore) {
+        self.varint(store.len() as u64);
+        for (k, rec) in store.records() {
+            self.u32(k);
+            self.buf.extend_from_slice(rec);
         }
     }
     /// Starts a section; returns where its length goes.
@@ -421,44 +397,6 @@ impl Writer {
         let len = (self.buf.len() - at - 8) as u64;
         self.buf[at..at + 8].copy_from_slice(&len.to_le_bytes());
     }
-}
-
-/// The entries of a table keyed by indices below `bound`, ascending by key.
-///
-/// A dense table (at least one entry per 16 possible keys, as member contacts
-/// usually are) is ordered through one slot per possible key: a linear pass,
-/// where sorting the keys and looking each one up again cost a sort and a
-/// random probe per entry. A sparse one is sorted.
-fn ascending<V, S: std::hash::BuildHasher>(
-    table: &HashMap<u32, V, S>,
-    bound: usize,
-) -> Vec<(u32, &V)> {
-    if table.len() >= bound / 16 {
-        let mut slots: Vec<Option<&V>> = vec![None; bound];
-        let mut fits = true;
-        for (&k, v) in table {
-            match slots.get_mut(k as usize) {
-                Some(slot) => *slot = Some(v),
-                None => {
-                    fits = false;
-                    break;
-                }
-            }
-        }
-        if fits {
-            let mut out = Vec::with_capacity(table.len());
-            out.extend(
-                slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, v)| v.map(|v| (k as u32, v))),
-            );
-            return out;
-        }
-    }
-    let mut out: Vec<(u32, &V)> = table.iter().map(|(&k, v)| (k, v)).collect();
-    out.sort_unstable_by_key(|&(k, _)| k);
-    out
 }
 
 impl Engine {
@@ -479,9 +417,9 @@ impl Engine {
             + tk.ids.heap_bytes()
             + dir.members.len() * (8 + 6 * self.streaks.len())
             + dir.orgs.len() * 16
-            + (dir.org_contacts.len() + dir.member_contacts.len()) * 64
+            + dir.contact_heap_bytes()
             + tk.tickets.len() * 48
-            + tk.titles.len() * 64
+            + tk.titles.heap_bytes()
             + tk.stats.len() * 64
             + self.dedup.len() * 28;
         let mut w = Writer {
@@ -559,8 +497,8 @@ impl Engine {
             };
             w.u8(state | (u8::from(m.logged_in) << 2));
         }
-        w.contacts(&dir.org_contacts, dir.orgs.len());
-        w.contacts(&dir.member_contacts, dir.members.len());
+        w.contacts(&dir.org_contacts);
+        w.contacts(&dir.member_contacts);
         w.end(s);
 
         let s = w.begin(SECTIONS[2].0);
@@ -610,9 +548,10 @@ impl Engine {
             }
         }
         w.varint(tk.titles.len() as u64);
-        for (k, v) in ascending(&tk.titles, tk.tickets.len()) {
+        for (k, rec) in tk.titles.records() {
+            // A title's record is its `str`.
             w.u32(k);
-            w.str(v);
+            w.buf.extend_from_slice(rec);
         }
         w.end(s);
 
@@ -850,19 +789,43 @@ impl Engine {
 
         // dedup
         let mut s = r.section(6)?;
-        let n = s.count(17)?;
+        let start = s.pos;
         e.dedup = Dedup::new(cfg.dedup_retention);
-        e.dedup.reserve(n);
-        let mut prev = 0i64;
-        for _ in 0..n {
-            let at = s.pos;
-            let z = s.varint()?;
-            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-            prev = prev.wrapping_add(d);
-            let key = s.u128()?;
-            if !e.dedup.restore_entry(Ts(prev), key) {
-                return Err(s.invalid(at, format!("event id hash {key:032x} appears twice")));
+        // In one pass the ids are listed, then indexed all at once; if
+        // anything is wrong, a second pass one id at a time reports the
+        // first error in order (a repeated id where it repeats).
+        let read_all = |s: &mut Reader<'_>, dedup: &mut Dedup| -> Result<()> {
+            let n = s.count(17)?;
+            dedup.reserve(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                let at = s.pos;
+                let z = s.varint()?;
+                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                prev = prev.wrapping_add(d);
+                let key = s.u128()?;
+                if !dedup.restore_entry(Ts(prev), key) {
+                    return Err(s.invalid(at, format!("event id hash {key:032x} appears twice")));
+                }
             }
+            Ok(())
+        };
+        let listed = (|| -> Option<()> {
+            let n = s.count(17).ok()?;
+            e.dedup.reserve(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                let z = s.varint().ok()?;
+                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                prev = prev.wrapping_add(d);
+                e.dedup.push_restored(Ts(prev), s.u128().ok()?);
+            }
+            e.dedup.index_restored().then_some(())
+        })();
+        if listed.is_none() {
+            s.pos = start;
+            e.dedup = Dedup::new(cfg.dedup_retention);
+            read_all(&mut s, &mut e.dedup)?;
         }
         s.finish()?;
 
@@ -1064,7 +1027,13 @@ fn read_tickets(s: &mut Reader<'_>, e: &mut Engine) -> Result<()> {
     }
     let count = s.count(5)?;
     let mut prev: Option<u32> = None;
-    tk.titles.reserve(count);
+    if count > 0 {
+        // At most the bytes left less the indices, plus padding; what is not
+        // used is given back below.
+        let left = s.buf.len() - s.pos;
+        tk.titles
+            .reserve(n, (left - 4 * count).saturating_add(7 * count));
+    }
     for _ in 0..count {
         let at = s.pos;
         let t = s.index("ticket", n)?;
@@ -1072,9 +1041,11 @@ fn read_tickets(s: &mut Reader<'_>, e: &mut Engine) -> Result<()> {
             return Err(s.invalid(at, "titles are not in ascending ticket order".into()));
         }
         prev = Some(t);
-        let title = s.str()?;
-        tk.titles.insert(t, title.into());
+        let start = s.pos;
+        s.text()?;
+        tk.titles.push_record(t, &s.buf[start..s.pos]);
     }
+    tk.titles.shrink_to_fit();
     Ok(())
 }
 
@@ -1272,23 +1243,67 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(b).map_err(|_| self.invalid(at, "string is not valid UTF-8".into()))
     }
 
+    /// The bytes of a `str`, checked to be UTF-8 (the common all-ASCII case
+    /// without a call per string).
+    fn text(&mut self) -> Result<&'a [u8]> {
+        let at = self.pos;
+        let n = self.varint()?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let b = self.bytes(n)?;
+        if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+            Ok(b)
+        } else {
+            Err(self.invalid(at, "string is not valid UTF-8".into()))
+        }
+    }
+
     fn names(&mut self) -> Result<Vec<&'a str>> {
         let n = self.count(1)?;
         (0..n).map(|_| self.str()).collect()
     }
 
+    /// Reads the strings into the interner's arena, then builds its table
+    /// in one go ([`Interner::from_parts`]); if two ids are equal, reads
+    /// them again one by one to name the first repeat.
+    /// Reads the strings into the interner's arena, then builds its table
+    /// in one go ([`Interner::from_parts`]). If anything is wrong, reads them
+    /// again one by one to report the first error in order (a repeated id
+    /// names the first repeat).
     fn interner(&mut self, what: &str) -> Result<Interner> {
         let n = self.count(1)?;
+        let start = self.pos;
+        if let Some(i) = self.interner_bulk(n) {
+            return Ok(i);
+        }
+        self.pos = start;
         let mut i = Interner::new();
         i.reserve(n, 12);
+        let mut total = 0usize;
         for k in 0..n {
             let at = self.pos;
-            let (j, new) = i.intern(self.str()?);
+            let s = self.str()?;
+            total += s.len();
+            if u32::try_from(total).is_err() {
+                return Err(self.invalid(at, format!("{what} ids take over 4 GiB")));
+            }
+            let (j, new) = i.intern(s);
             if !new {
                 return Err(self.invalid(at, format!("{what} id {k} repeats id {j}")));
             }
         }
         Ok(i)
+    }
+
+    /// The interner of the next `n` strings, or `None` if they cannot be
+    /// read, take over 4 GiB or repeat.
+    fn interner_bulk(&mut self, n: usize) -> Option<Interner> {
+        let mut arena: Vec<u8> = Vec::with_capacity((self.buf.len() - self.pos).min(n * 16));
+        let mut ends: Vec<u32> = Vec::with_capacity(n);
+        for _ in 0..n {
+            arena.extend_from_slice(self.text().ok()?);
+            ends.push(u32::try_from(arena.len()).ok()?);
+        }
+        Interner::from_parts(arena, ends)
     }
 
     fn index(&mut self, what: &'static str, len: usize) -> Result<u32> {
@@ -1332,13 +1347,17 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.ts()?) } else { None })
     }
 
-    fn contacts(
-        &mut self,
-        what: &'static str,
-        len: usize,
-    ) -> Result<crate::fasthash::IdxMap<Contacts>> {
+    /// A contact store: each entry is checked (index, order, mask, UTF-8)
+    /// and its bytes after the index kept as the store's record.
+    fn contacts(&mut self, what: &'static str, len: usize) -> Result<ContactStore> {
         let n = self.count(5)?;
-        let mut m = HashMap::with_capacity_and_hasher(n, crate::fasthash::IdxBuild);
+        let mut m = ContactStore::default();
+        if n > 0 {
+            // The records are at most the bytes left less their indices,
+            // plus padding; what is not used is given back below.
+            let left = self.buf.len() - self.pos;
+            m.reserve(len, (left - 4 * n).saturating_add(7 * n));
+        }
         let mut prev: Option<u32> = None;
         for _ in 0..n {
             let at = self.pos;
@@ -1347,28 +1366,19 @@ impl<'a> Reader<'a> {
                 return Err(self.invalid(at, format!("{what} contacts are not in ascending order")));
             }
             prev = Some(k);
-            let at = self.pos;
+            let start = self.pos;
             let mask = self.u8()?;
             if mask >= 16 {
-                return Err(self.invalid(at, format!("contacts mask {mask:#04x}")));
+                return Err(self.invalid(start, format!("contacts mask {mask:#04x}")));
             }
-            let mut f: [Option<Box<str>>; 4] = Default::default();
-            for (i, v) in f.iter_mut().enumerate() {
+            for i in 0..4 {
                 if mask & (1 << i) != 0 {
-                    *v = Some(self.str()?.into());
+                    self.text()?;
                 }
             }
-            let [name, sms, push, group] = f;
-            m.insert(
-                k,
-                Contacts {
-                    name,
-                    sms,
-                    push,
-                    group,
-                },
-            );
+            m.push_record(k, &self.buf[start..self.pos]);
         }
+        m.shrink_to_fit();
         Ok(m)
     }
 

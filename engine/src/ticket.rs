@@ -186,8 +186,8 @@ pub struct Tickets {
     pub ids: Interner,
     /// Ticket states by index.
     pub tickets: Vec<Ticket>,
-    /// Titles (side table).
-    pub titles: HashMap<u32, Box<str>>,
+    /// Titles by ticket index (side table).
+    pub titles: crate::records::TextStore,
     /// Own counts per `(opened org, month)`, not rolled up.
     pub stats: HashMap<(u32, u32), StatCounts>,
     /// Schedules per SLA policy.

@@ -518,6 +518,94 @@ fn bad_indices_name_section_and_offset() {
     );
 }
 
+#[test]
+fn repeated_ids_are_refused_naming_the_first_repeat() {
+    let (cfg, snap) = sample();
+    for (tag, section, what, id, first) in [
+        (b"DIRY", "directory", "member", b"m2", "2"),
+        (b"TKTS", "tickets", "ticket", b"T2", "0"),
+    ] {
+        let s = find(&snap, tag).expect("section");
+        let at = find(&snap[s..], &[2, id[0], id[1]]).expect("the id") + s;
+        let mut bad = snap.clone();
+        bad[at + 2] = b'1'; // m2 → m1, T2 → T1
+        reseal(&mut bad);
+        let msg = Engine::restore(Arc::clone(&cfg), &bad)
+            .expect_err("repeated id")
+            .to_string();
+        let k = if what == "member" { "3" } else { "1" };
+        assert_eq!(
+            msg,
+            format!(
+                "invalid snapshot: section {section} at offset {at}: {what} id {k} repeats id {first}"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_string_that_is_not_utf8_is_refused_where_it_is() {
+    let (cfg, snap) = sample();
+    let dir = find(&snap, b"DIRY").expect("directory section");
+    for id in [&b"m2"[..], b"T2"] {
+        let at = find(&snap[dir..], &[2, id[0], id[1]]).expect("the id") + dir;
+        let mut bad = snap.clone();
+        bad[at + 1] = 0xff;
+        reseal(&mut bad);
+        let msg = Engine::restore(Arc::clone(&cfg), &bad)
+            .expect_err("not UTF-8")
+            .to_string();
+        assert!(
+            msg.ends_with(&format!("at offset {at}: string is not valid UTF-8")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn a_repeated_event_id_is_refused_where_it_repeats() {
+    let (cfg, snap) = sample();
+    let varint = |b: &[u8], at: &mut usize| {
+        let mut v = 0u64;
+        for i in 0.. {
+            let x = b[*at];
+            *at += 1;
+            v |= u64::from(x & 0x7f) << (7 * i);
+            if x & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    };
+    let mut at = find(&snap, b"DDUP").expect("dedup section") + 12;
+    let n = varint(&snap, &mut at);
+    assert!(n >= 3, "{n} remembered ids");
+    let mut entries = Vec::new();
+    for _ in 0..n {
+        let start = at;
+        varint(&snap, &mut at);
+        entries.push((start, at));
+        at += 16;
+    }
+    // The third id becomes the first's.
+    let first = entries[0].1;
+    let key: [u8; 16] = snap[first..first + 16].try_into().expect("16 bytes");
+    let mut bad = snap.clone();
+    bad[entries[2].1..entries[2].1 + 16].copy_from_slice(&key);
+    reseal(&mut bad);
+    let msg = Engine::restore(cfg, &bad)
+        .expect_err("repeated id")
+        .to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "invalid snapshot: section dedup at offset {}: event id hash {:032x} appears twice",
+            entries[2].0,
+            u128::from_le_bytes(key)
+        )
+    );
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -45,11 +45,11 @@ impl fmt::Debug for MemberAddresses {
 }
 
 /// What the directory keeps of a member's contacts (`None`: nothing to keep).
-fn addresses(c: &redcloud_engine::directory::Contacts) -> Option<MemberAddresses> {
+fn addresses(c: redcloud_engine::directory::Contacts<'_>) -> Option<MemberAddresses> {
     let a = MemberAddresses {
-        name: c.name.clone(),
-        sms: c.sms.clone(),
-        push: c.push.clone(),
+        name: c.name.map(Into::into),
+        sms: c.sms.map(Into::into),
+        push: c.push.map(Into::into),
     };
     (a.name.is_some() || a.sms.is_some() || a.push.is_some()).then_some(a)
 }
