@@ -154,7 +154,7 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
     };
     let mut text = st.registry.render(&depths);
     text.push_str(
-        "# HELP redcloud_contact_directory_members members whose name or contacts are in the shared directory\n\
+        "# HELP redcloud_contact_directory_members leaders whose name or contacts are in the directory shared by the shards\n\
          # TYPE redcloud_contact_directory_members gauge\n",
     );
     text.push_str(&format!(

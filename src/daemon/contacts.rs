@@ -5,10 +5,19 @@
 //! `leader` recipient is resolved in the *subject's* shard, which knows the
 //! org tree (broadcast) but not the contacts of a leader it does not own. So
 //! an escalation about member A to leader L, decided in A's shard, carries no
-//! address for L when L hashes to another shard. The owning shard mirrors
-//! every `member.upserted` / `member.removed` it applies into this map, and the
-//! dispatcher feeder ([`super::sink`]) fills the missing recipient addresses
-//! of `member:<id>` recipients from it before dispatch.
+//! address for L when L hashes to another shard. The dispatcher feeder
+//! ([`super::sink`]) fills the missing recipient addresses of `member:<id>`
+//! recipients from this map before dispatch.
+//!
+//! Only leaders are kept: a recipient resolved in another shard than its own
+//! is always an org's leader (a streak's `leader`, a ticket's
+//! `assignee_leader` or `parent_leader`; `self` is resolved in the member's
+//! own shard). Every shard applies every `org.upserted`, so each records the
+//! leader it names ([`ContactDirectory::leader_named`]) and the shard that
+//! owns that member copies its contacts in; the owner also copies them again
+//! after each `member.upserted` / `member.removed` of a leader. At recovery a
+//! shard copies its own leaders only (a few per thousand members), not every
+//! member. A member who stops leading keeps its entry (harmless, and rare).
 //!
 //! Rules: only the owning shard writes an id (one writer per key); a reference
 //! into the map is never held across an `.await` nor while writing to the map
@@ -18,7 +27,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use redcloud_engine::fasthash::StrBuild;
 use redcloud_engine::notify::Envelope;
 use redcloud_engine::Engine;
@@ -54,12 +63,23 @@ fn addresses(c: redcloud_engine::directory::Contacts<'_>) -> Option<MemberAddres
     (a.name.is_some() || a.sms.is_some() || a.push.is_some()).then_some(a)
 }
 
+/// The contacts `engine` holds for `member` (only its owner holds any).
+fn own_addresses(engine: &Engine, member: &str) -> Option<MemberAddresses> {
+    let dir = engine.directory();
+    dir.member_ids
+        .find(member)
+        .and_then(|m| dir.member_contacts(m))
+        .and_then(addresses)
+}
+
 /// The directory shared by the shards (writers) and the feeder (reader).
 #[derive(Clone, Default)]
 pub struct ContactDirectory {
     /// Keys hashed with xxh3 (`StrBuild`): SipHash dominated mirroring
     /// millions of members at recovery.
     map: Arc<DashMap<Box<str>, MemberAddresses, StrBuild>>,
+    /// Ids that an org has named as its leader.
+    leaders: Arc<DashSet<Box<str>, StrBuild>>,
 }
 
 impl fmt::Debug for ContactDirectory {
@@ -76,22 +96,19 @@ impl ContactDirectory {
         ContactDirectory::default()
     }
 
-    /// Members kept (the gauge `redcloud_contact_directory_members`).
+    /// Leaders kept (the gauge `redcloud_contact_directory_members`).
     pub fn members(&self) -> usize {
         self.map.len()
     }
 
     /// Copies what `engine` (the owner of `member`) now knows of the member's
-    /// contacts: called by the owning shard after it applied a
-    /// `member.upserted` or `member.removed` for it.
+    /// contacts, if the member leads an org: called by the owning shard after
+    /// it applied a `member.upserted` or `member.removed` for it.
     pub fn mirror(&self, engine: &Engine, member: &str) {
-        let dir = engine.directory();
-        let addr = dir
-            .member_ids
-            .find(member)
-            .and_then(|m| dir.member_contacts(m))
-            .and_then(addresses);
-        match addr {
+        if !self.leaders.contains(member) {
+            return;
+        }
+        match own_addresses(engine, member) {
             Some(a) => {
                 self.map.insert(member.into(), a);
             }
@@ -101,16 +118,32 @@ impl ContactDirectory {
         }
     }
 
-    /// Copies every member's contacts `engine` holds (a shard after its
-    /// recovery), without looking each member up again.
+    /// Records that an org named `leader` as its leader: called by every
+    /// shard after it applied an `org.upserted`. The shard that owns the
+    /// member (the one that knows its contacts) copies them in.
+    pub fn leader_named(&self, engine: &Engine, leader: &str) {
+        if !self.leaders.contains(leader) {
+            self.leaders.insert(leader.into());
+        }
+        if let Some(a) = own_addresses(engine, leader) {
+            self.map.insert(leader.into(), a);
+        }
+    }
+
+    /// Records every leader `engine`'s org tree names and copies the
+    /// contacts of those it owns (a shard after its recovery).
     pub fn mirror_all(&self, engine: &Engine) {
         let dir = engine.directory();
-        // In member order (ids and entries are read sequentially); one
-        // contacts lookup per member, no id lookup.
-        for i in 0..dir.member_ids.len() {
-            let m = u32::try_from(i).unwrap_or(u32::MAX);
-            if let Some(a) = dir.member_contacts(m).and_then(addresses) {
-                self.map.insert(dir.member_ids.get(m).into(), a);
+        for org in &dir.orgs {
+            if org.leader == redcloud_engine::directory::NONE {
+                continue;
+            }
+            let id = dir.member_ids.get(org.leader);
+            if !self.leaders.contains(id) {
+                self.leaders.insert(id.into());
+            }
+            if let Some(a) = dir.member_contacts(org.leader).and_then(addresses) {
+                self.map.insert(id.into(), a);
             }
         }
     }
@@ -210,31 +243,63 @@ mod tests {
     }
 
     #[test]
-    fn mirroring_everything_equals_mirroring_one_by_one() {
-        use redcloud_engine::event::decode;
+    fn leaders_are_mirrored_as_events_come_and_all_at_once_after_recovery() {
+        use redcloud_engine::event::{decode, Body};
         let cfg = std::sync::Arc::new(redcloud_engine::policy::EngineConfig::contract_default());
         let mut e = Engine::new(cfg.clone());
         let mut out = Vec::new();
+        // `a` is named leader before its upsert, `b` after it; `c` leads
+        // nothing; `z` leads an org but is never upserted here.
         let lines = [
             r#"{"id":"o","type":"org.upserted","at":"2026-03-02T08:00:00+08:00","org":"u","parent":null,"level":"city","leader":"a"}"#,
             r#"{"id":"1","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"a","org":"u","name":"甲","contacts":{"sms":"13800000001"}}"#,
             r#"{"id":"2","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"b","org":"u","contacts":{"push":"tok-b"}}"#,
-            r#"{"id":"3","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"c","org":"u"}"#,
+            r#"{"id":"3","type":"member.upserted","at":"2026-03-02T08:00:00+08:00","member":"c","org":"u","contacts":{"sms":"13800000003"}}"#,
+            r#"{"id":"p","type":"org.upserted","at":"2026-03-02T08:00:00+08:00","org":"v","parent":"u","level":"county","leader":"b"}"#,
+            r#"{"id":"q","type":"org.upserted","at":"2026-03-02T08:00:00+08:00","org":"w","parent":"u","level":"county","leader":"z"}"#,
         ];
+        // What a shard does as it applies them.
+        let live = ContactDirectory::new();
         for l in lines {
             let ev = decode(l.as_bytes(), &cfg.levels).unwrap();
             e.apply(&ev, &mut out);
-        }
-        let one = ContactDirectory::new();
-        for m in ["a", "b", "c"] {
-            one.mirror(&e, m);
+            match &ev.body {
+                Body::MemberUpserted { member, .. } | Body::MemberRemoved { member } => {
+                    live.mirror(&e, member)
+                }
+                Body::OrgUpserted {
+                    leader: Some(l), ..
+                } => live.leader_named(&e, l),
+                _ => {}
+            }
         }
         let all = ContactDirectory::new();
         all.mirror_all(&e);
-        assert_eq!(all.members(), 2, "c has nothing to keep");
-        for m in ["a", "b", "c"] {
-            assert_eq!(one.get(m), all.get(m), "{m}");
+        assert_eq!(all.members(), 2, "the leaders with contacts: a and b");
+        assert_eq!(live.members(), 2);
+        for m in ["a", "b", "c", "z"] {
+            assert_eq!(live.get(m), all.get(m), "{m}");
         }
+        assert_eq!(all.get("a").unwrap().sms.as_deref(), Some("13800000001"));
         assert_eq!(all.get("b").unwrap().push.as_deref(), Some("tok-b"));
+        assert_eq!(all.get("c"), None, "not a leader");
+
+        // A leader removed is forgotten; re-upserted, it is back.
+        let ev = decode(
+            br#"{"id":"4","type":"member.removed","at":"2026-03-02T09:00:00+08:00","member":"a"}"#,
+            &cfg.levels,
+        )
+        .unwrap();
+        e.apply(&ev, &mut out);
+        live.mirror(&e, "a");
+        assert_eq!(live.get("a"), None);
+        let ev = decode(
+            br#"{"id":"5","type":"member.upserted","at":"2026-03-02T10:00:00+08:00","member":"a","org":"u","contacts":{"sms":"13800000009"}}"#,
+            &cfg.levels,
+        )
+        .unwrap();
+        e.apply(&ev, &mut out);
+        live.mirror(&e, "a");
+        assert_eq!(live.get("a").unwrap().sms.as_deref(), Some("13800000009"));
     }
 }

@@ -702,8 +702,14 @@ impl Shard {
         if !duplicate {
             // This shard owns the member: publish its contacts for the
             // recipients resolved in other shards (a leader, contract 2.5).
-            if let Body::MemberUpserted { member, .. } | Body::MemberRemoved { member } = &ev.body {
-                self.contacts.mirror(&self.engine, member);
+            match &ev.body {
+                Body::MemberUpserted { member, .. } | Body::MemberRemoved { member } => {
+                    self.contacts.mirror(&self.engine, member);
+                }
+                Body::OrgUpserted {
+                    leader: Some(l), ..
+                } => self.contacts.leader_named(&self.engine, l),
+                _ => {}
             }
         }
         // A fanned-out event is counted once, by shard 0.
