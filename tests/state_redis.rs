@@ -37,15 +37,20 @@ fn conn() -> Result<redis::Connection> {
     Ok(redis::Client::open(URL)?.get_connection_with_timeout(Duration::from_secs(5))?)
 }
 
-fn drop_keys(prefix: &str) -> Result<()> {
-    let mut c = conn()?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query(&mut c)?;
-    for k in keys {
-        let _: i64 = redis::cmd("DEL").arg(k).query(&mut c)?;
+/// Deletes the keys under its prefix when dropped, a failed test's too.
+struct Keys(String);
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let Ok(mut c) = conn() else { return };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.0))
+            .query(&mut c)
+            .unwrap_or_default();
+        for k in keys {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(k).query(&mut c);
+        }
     }
-    Ok(())
 }
 
 #[test]
@@ -147,6 +152,7 @@ fn counts(out: &str, prefix: &str) -> (u64, u64) {
 #[test]
 fn a_running_daemons_state_in_redis_is_read_without_disturbing_it() -> Result<()> {
     let prefix = format!("redcloud-test-state-run-{}", suffix());
+    let _keys = Keys(prefix.clone());
     let mut d = Daemon::start(Opts {
         daemon: &format!(
             "durability = \"redis\"\nstate_url = \"{URL}\"\nstate_prefix = \"{prefix}\"\nsnapshot_interval = \"1s\"\n"
@@ -225,5 +231,5 @@ fn a_running_daemons_state_in_redis_is_read_without_disturbing_it() -> Result<()
         )),
         "{out}"
     );
-    drop_keys(&prefix)
+    Ok(())
 }

@@ -567,10 +567,16 @@ mod tests {
             .collect()
     }
 
-    fn cleanup(prefix: &str) {
-        let mut c = conn();
-        for k in keys(prefix) {
-            let _: i64 = c.del(k).unwrap();
+    /// Deletes every key under its prefix when dropped (a failed test's
+    /// too).
+    struct Cleanup(String);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let mut c = conn();
+            for k in keys(&self.0) {
+                let _: redis::RedisResult<i64> = c.del(k);
+            }
         }
     }
 
@@ -647,6 +653,7 @@ mod tests {
     #[test]
     fn inspect_and_verify_count_what_the_daemon_code_wrote_and_change_nothing() {
         let p = prefix("rw");
+        let _cleanup = Cleanup(p.clone());
         // Held as a running daemon holds it: meta written, owner key set.
         let owner = claim(URL, &p, Some(2)).unwrap();
         // Shard 0: 100 events in 15 group commits, then a real engine
@@ -716,7 +723,6 @@ mod tests {
 
         drop(owner);
         assert!(inspect_out(&p).contains("\nowner: none (no daemon holds this state)\n"));
-        cleanup(&p);
     }
 
     /// A record framed by the log's own code, sequence `seq`, not written.
@@ -748,6 +754,7 @@ mod tests {
     #[test]
     fn verify_names_the_first_bad_entry_or_chunk_where_the_daemon_fails_too() {
         let p = prefix("bad");
+        let _cleanup = Cleanup(p.clone());
         drop(claim(URL, &p, Some(1)).unwrap());
         let s0 = part(&p, "shard-0");
         let (mut w, _) = s0.open_log(0, |_| {}).unwrap();
@@ -853,6 +860,5 @@ mod tests {
             out.ends_with(": not a snapshot (bad magic or too short)\n"),
             "{out}"
         );
-        cleanup(&p);
     }
 }
