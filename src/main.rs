@@ -32,7 +32,9 @@ enum Command {
     /// Run the daemon: sources in, notifications out, admin API and metrics
     /// on one HTTP listener (default 127.0.0.1:8686). SIGTERM / SIGINT drain.
     Run(daemon::RunArgs),
-    /// Inspect or verify a data directory (`inspect DIR`, `verify DIR`).
+    /// Inspect or verify a daemon's state, read-only: a data directory
+    /// (`inspect DIR`, `verify DIR`) or the state in Redis (`inspect --redis
+    /// URL [--prefix P]`, `verify --redis URL [--prefix P]`).
     State(cli::state::StateArgs),
     /// Validate a config file: prints `ok: FILE` or the bad key and why.
     CheckConfig {

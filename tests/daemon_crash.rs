@@ -42,7 +42,8 @@
 //!   a crash", docs/operations.md) — this includes a delivery in flight at the
 //!   kill;
 //! - the last daemon dead-lettered nothing, stops gracefully, and `redcloud
-//!   state verify` accepts the data directory.
+//!   state verify` accepts the data directory (or, with the state in Redis,
+//!   `state verify --redis` its keys).
 //!
 //! Every run prints its figures on stderr (`--nocapture`): the kills (uptime,
 //! dispatcher pending, dead letters, age of the newest snapshot), the
@@ -861,6 +862,24 @@ fn state_cmd(cmd: &str, dir: &Path) -> Result<(bool, String)> {
     ))
 }
 
+/// `redcloud state CMD --redis … --prefix PREFIX`.
+fn state_cmd_redis(cmd: &str, prefix: &str) -> Result<(bool, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_redcloud"))
+        .args([
+            "state",
+            cmd,
+            "--redis",
+            "redis://127.0.0.1:6379/",
+            "--prefix",
+            prefix,
+        ])
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    ))
+}
+
 fn recovery_lines(logs: &str) -> Vec<String> {
     logs.lines()
         .filter_map(|l| {
@@ -1361,6 +1380,10 @@ fn crash_test(src: Src, tag: &str, state_prefix: Option<&str>) -> Result<()> {
         failures.push(format!("graceful stop: {status:?}"));
     }
     if let Some(prefix) = state_prefix {
+        let (ok, out) = state_cmd_redis("verify", prefix)?;
+        if !ok {
+            failures.push(format!("state verify --redis: {out}"));
+        }
         drop_redis_state(prefix)?;
     } else {
         let (ok, out) = state_cmd("verify", &data)?;

@@ -358,40 +358,74 @@ pub fn checkpoint_ok(bytes: &[u8]) -> Result<(), String> {
     decode_checkpoint(bytes).map(|_| ())
 }
 
+/// An outbox replayed read-only (`redcloud state inspect`, on a directory
+/// or on Redis): the newest checkpoint that decodes plus every record after
+/// it. Its `Display` is the one-line summary.
+#[derive(Debug)]
+pub struct Summary {
+    state: State,
+    base: u64,
+}
+
+impl Summary {
+    /// Starts from the first of `checkpoints` (sequence and bytes, newest
+    /// first, read lazily) that decodes, or from an empty outbox.
+    pub fn start(checkpoints: impl IntoIterator<Item = (u64, Result<Vec<u8>, String>)>) -> Summary {
+        for (seq, bytes) in checkpoints {
+            if let Ok(c) = bytes.and_then(|b| decode_checkpoint(&b)) {
+                return Summary {
+                    state: State::restore(c, usize::MAX),
+                    base: seq,
+                };
+            }
+        }
+        Summary {
+            state: State {
+                dead_kept: usize::MAX,
+                ..State::default()
+            },
+            base: 0,
+        }
+    }
+
+    /// Replays one record of the log (those the checkpoint covers are
+    /// skipped).
+    pub fn record(&mut self, r: &Record) {
+        if r.seq > self.base {
+            self.state.replay(r);
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} notifications to send, {} settled ids remembered, {} recent sends, {} dead letters",
+            self.state.pending.len(),
+            self.state.settled.len(),
+            self.state.sends.len(),
+            self.state.dead.len()
+        )
+    }
+}
+
 /// A read-only look at an outbox directory (`redcloud state inspect`): the
 /// newest checkpoint that decodes plus every readable record after it.
 pub fn summarize(dir: &Path) -> Result<String, String> {
-    let mut state = State {
-        dead_kept: usize::MAX,
-        ..State::default()
-    };
-    let mut base = 0;
-    for (seq, path) in super::wal::snapshots(dir).map_err(|e| e.to_string())? {
-        if let Ok(c) = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| decode_checkpoint(&b))
-        {
-            state = State::restore(c, usize::MAX);
-            base = seq;
-            break;
-        }
-    }
+    let checkpoints = super::wal::snapshots(dir).map_err(|e| e.to_string())?;
+    let mut summary = Summary::start(
+        checkpoints
+            .into_iter()
+            .map(|(seq, path)| (seq, std::fs::read(&path).map_err(|e| e.to_string()))),
+    );
     for seg in super::wal::segments(dir).map_err(|e| e.to_string())? {
         let bytes = std::fs::read(&seg.path).map_err(|e| e.to_string())?;
         for r in super::wal::scan_segment(&bytes, seg.first_seq).records {
-            if r.seq <= base {
-                continue;
-            }
-            state.replay(&r);
+            summary.record(&r);
         }
     }
-    Ok(format!(
-        "{} notifications to send, {} settled ids remembered, {} recent sends, {} dead letters",
-        state.pending.len(),
-        state.settled.len(),
-        state.sends.len(),
-        state.dead.len()
-    ))
+    Ok(summary.to_string())
 }
 
 enum Msg {

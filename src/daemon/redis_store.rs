@@ -24,6 +24,10 @@
 //! snapshot the two newest are kept, and the log entries wholly covered by
 //! the older one are trimmed (`XTRIM MINID`).
 //!
+//! `redcloud state inspect|verify --redis` read these keys through
+//! [`StateView`] and the reading methods of [`RedisPart`] (the log a page of
+//! [`PAGE`] entries at a time), without the owner key and writing nothing.
+//!
 //! Ownership: `P:owner` is taken with `SET NX PX` at start, so a second
 //! daemon on the same prefix refuses to start (the data directory's lock);
 //! a daemon that finds its token gone (it stalled past the expiry and
@@ -99,8 +103,14 @@ fn bulk(v: &Value) -> Option<&[u8]> {
     }
 }
 
-/// `XRANGE` entries as (first seq, bytes of field `r`).
-fn parse_range(v: Value) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// A log entry: its id and its field `r` (`None` if it has none).
+type Entry = (String, Option<Vec<u8>>);
+
+/// A listed snapshot: sequence, chunks, xxh3-64 of their concatenation.
+pub type Listed = (u64, usize, u64);
+
+/// `XRANGE` entries.
+fn parse_range(v: Value) -> Result<Vec<Entry>, String> {
     let Value::Array(entries) = v else {
         return Err("XRANGE: not an array".into());
     };
@@ -121,9 +131,38 @@ fn parse_range(v: Value) -> Result<Vec<(String, Vec<u8>)>, String> {
                 data = bulk(&kv[1]).map(<[u8]>::to_vec);
             }
         }
-        out.push((id, data.ok_or("log entry without field r")?));
+        out.push((id, data));
     }
     Ok(out)
+}
+
+/// A snapshot member, `<seq>:<chunks>:<xxh3-64 hex>`.
+fn parse_member(m: &str) -> Option<Listed> {
+    let mut it = m.split(':');
+    let seq = it.next()?.parse().ok()?;
+    let chunks = it.next()?.parse().ok()?;
+    let sum = u64::from_str_radix(it.next()?, 16).ok()?;
+    Some((seq, chunks, sum))
+}
+
+/// Log entries per `XRANGE` when reading a log.
+pub const PAGE: usize = 512;
+
+/// What is wrong with a listed snapshot ([`RedisPart::check_snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotFault {
+    /// Chunk `chunk` (key `key`) does not exist.
+    Missing {
+        /// The chunk's key.
+        key: String,
+        /// Its index.
+        chunk: usize,
+    },
+    /// The chunks' xxh3-64 is `got`, not the listed one.
+    Checksum {
+        /// What the chunks hash to.
+        got: u64,
+    },
 }
 
 impl RedisPart {
@@ -159,6 +198,64 @@ impl RedisPart {
         }
     }
 
+    /// Calls `f` with every entry of the log, oldest first (its id and its
+    /// field `r`, `None` if it has none), reading [`PAGE`] entries per
+    /// `XRANGE`. `fail` turns a Redis error into the caller's error; `f`'s
+    /// first error ends the read. Reads only.
+    fn entries<E>(
+        &self,
+        conn: &mut Connection,
+        fail: impl Fn(io::Error) -> E,
+        mut f: impl FnMut(&str, Option<Vec<u8>>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let stream = self.stream();
+        let mut start = "-".to_string();
+        loop {
+            let v: Value = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query(conn)
+                .map_err(|e| fail(io(e)))?;
+            let page = parse_range(v).map_err(|e| fail(io::Error::other(e)))?;
+            let Some((last_id, _)) = page.last() else {
+                return Ok(());
+            };
+            start = format!("({last_id}");
+            for (id, bytes) in page {
+                f(&id, bytes)?;
+            }
+        }
+    }
+
+    /// [`RedisPart::entries`] on a connection of its own, for `redcloud
+    /// state` (read-only).
+    pub fn each_log_entry<E>(
+        &self,
+        fail: impl Fn(io::Error) -> E,
+        f: impl FnMut(&str, Option<Vec<u8>>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut conn = connect(&self.client).map_err(|e| fail(io(e)))?;
+        self.entries(&mut conn, fail, f)
+    }
+
+    /// The id of the log's first entry now, if any.
+    pub fn first_log_id(&self) -> io::Result<Option<String>> {
+        let mut conn = connect(&self.client).map_err(io)?;
+        let v: Value = redis::cmd("XRANGE")
+            .arg(self.stream())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut conn)
+            .map_err(io)?;
+        let page = parse_range(v).map_err(io::Error::other)?;
+        Ok(page.into_iter().next().map(|e| e.0))
+    }
+
     /// Reads the log, calls `replay` for every record after `after`, and
     /// opens it for appending after the last one.
     pub fn open_log(
@@ -173,22 +270,12 @@ impl RedisPart {
             ..Recovered::default()
         };
         let mut expect: Option<u64> = None;
-        let mut start = "-".to_string();
-        loop {
-            let v: Value = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(512)
-                .query(&mut conn)
-                .map_err(|e| self.err(e))?;
-            let page = parse_range(v).map_err(|e| self.err(e))?;
-            let Some((last_id, _)) = page.last() else {
-                break;
-            };
-            start = format!("({last_id}");
-            for (id, bytes) in page {
+        self.entries(
+            &mut conn,
+            |e| self.err(e),
+            |id, bytes| {
+                let bytes = bytes
+                    .ok_or_else(|| self.err(format!("entry {id}: log entry without field r")))?;
                 rec.segments += 1;
                 let mut off = 0;
                 while off < bytes.len() {
@@ -222,31 +309,105 @@ impl RedisPart {
                     expect = Some(r.seq + 1);
                     off += n;
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         rec.last_seq = expect.map_or(after, |e| e - 1).max(after);
         let log = RedisLog { conn, stream };
         let last = rec.last_seq;
         Ok((Wal::redis(Store::Redis(self.clone()), log, last), rec))
     }
 
-    fn listed(&self, conn: &mut Connection) -> io::Result<Vec<(u64, usize, u64)>> {
-        let members: Vec<String> = redis::cmd("ZREVRANGE")
+    fn members(&self, conn: &mut Connection) -> io::Result<Vec<String>> {
+        redis::cmd("ZREVRANGE")
             .arg(self.snaps())
             .arg(0)
             .arg(-1)
             .query(conn)
-            .map_err(io)?;
-        Ok(members
+            .map_err(io)
+    }
+
+    fn listed(&self, conn: &mut Connection) -> io::Result<Vec<Listed>> {
+        Ok(self
+            .members(conn)?
             .iter()
-            .filter_map(|m| {
-                let mut it = m.split(':');
-                let seq = it.next()?.parse().ok()?;
-                let chunks = it.next()?.parse().ok()?;
-                let sum = u64::from_str_radix(it.next()?, 16).ok()?;
-                Some((seq, chunks, sum))
+            .filter_map(|m| parse_member(m))
+            .collect())
+    }
+
+    /// Every member of `snaps`, newest first, with what it says (`None` if
+    /// it is not `<seq>:<chunks>:<xxh3 hex>`), for `redcloud state`.
+    pub fn snapshot_members(&self) -> io::Result<Vec<(String, Option<Listed>)>> {
+        let mut conn = connect(&self.client).map_err(io)?;
+        Ok(self
+            .members(&mut conn)?
+            .into_iter()
+            .map(|m| {
+                let parsed = parse_member(&m);
+                (m, parsed)
             })
             .collect())
+    }
+
+    /// The key of the sorted set listing the snapshots.
+    pub fn snaps_key(&self) -> String {
+        self.snaps()
+    }
+
+    /// The key of the log stream.
+    pub fn log_key(&self) -> String {
+        self.stream()
+    }
+
+    /// Bytes of each chunk of snapshot `seq` (`None`: the key is missing),
+    /// without reading them.
+    pub fn chunk_sizes(&self, seq: u64, chunks: usize) -> io::Result<Vec<Option<u64>>> {
+        let mut conn = connect(&self.client).map_err(io)?;
+        let mut pipe = redis::pipe();
+        for i in 0..chunks {
+            pipe.cmd("EXISTS").arg(self.chunk(seq, i));
+            pipe.cmd("STRLEN").arg(self.chunk(seq, i));
+        }
+        let v: Vec<u64> = pipe.query(&mut conn).map_err(io)?;
+        Ok(v.chunks(2).map(|p| (p[0] == 1).then_some(p[1])).collect())
+    }
+
+    /// Reads the chunks of the listed snapshot (`seq`, `chunks`, `sum`) and
+    /// checks their concatenation against `sum`. The outer error is Redis's,
+    /// the inner one what is wrong with the snapshot.
+    pub fn check_snapshot(
+        &self,
+        seq: u64,
+        chunks: usize,
+        sum: u64,
+    ) -> io::Result<Result<Vec<u8>, SnapshotFault>> {
+        let mut conn = connect(&self.client).map_err(io)?;
+        self.read_chunks(&mut conn, seq, chunks, sum)
+    }
+
+    fn read_chunks(
+        &self,
+        conn: &mut Connection,
+        seq: u64,
+        chunks: usize,
+        sum: u64,
+    ) -> io::Result<Result<Vec<u8>, SnapshotFault>> {
+        let mut out = Vec::new();
+        for i in 0..chunks {
+            let part: Option<Vec<u8>> = conn.get(self.chunk(seq, i)).map_err(io)?;
+            let Some(part) = part else {
+                return Ok(Err(SnapshotFault::Missing {
+                    key: self.chunk(seq, i),
+                    chunk: i,
+                }));
+            };
+            out.extend_from_slice(&part);
+        }
+        let got = xxh3_64(&out);
+        if got != sum {
+            return Ok(Err(SnapshotFault::Checksum { got }));
+        }
+        Ok(Ok(out))
     }
 
     /// Snapshot sequences, newest first.
@@ -265,21 +426,16 @@ impl RedisPart {
                 format!("{}: no snapshot {seq}", self.snaps()),
             ));
         };
-        let mut out = Vec::new();
-        for i in 0..chunks {
-            let part: Option<Vec<u8>> = conn.get(self.chunk(seq, i)).map_err(io)?;
-            let part = part.ok_or_else(|| {
-                io::Error::other(format!("{}: chunk missing", self.chunk(seq, i)))
-            })?;
-            out.extend_from_slice(&part);
-        }
-        if xxh3_64(&out) != sum {
-            return Err(io::Error::other(format!(
+        match self.read_chunks(&mut conn, seq, chunks, sum)? {
+            Ok(bytes) => Ok(bytes),
+            Err(SnapshotFault::Missing { key, .. }) => {
+                Err(io::Error::other(format!("{key}: chunk missing")))
+            }
+            Err(SnapshotFault::Checksum { .. }) => Err(io::Error::other(format!(
                 "{}: snapshot {seq} fails its checksum",
                 self.snaps()
-            )));
+            ))),
         }
-        Ok(out)
     }
 
     /// Writes snapshot `seq` (chunks, then listed), keeps the two newest and
@@ -385,6 +541,104 @@ impl RedisPart {
             }
         }
         n
+    }
+}
+
+/// The state under a prefix as `redcloud state inspect|verify --redis` sees
+/// it: opened without claiming it (no owner key taken, nothing written), so
+/// the daemon may be running.
+pub struct StateView {
+    client: redis::Client,
+    prefix: String,
+    /// `P:meta` `format`, if set.
+    pub format: Option<String>,
+    /// `P:meta` `shards` as written (it should be a number).
+    pub shards: Option<String>,
+    /// The owner's token and the milliseconds until it expires (`-1`: no
+    /// expiry), if a daemon holds the state.
+    pub owner: Option<(String, i64)>,
+    /// Whether the outbox has a log or snapshots.
+    pub has_outbox: bool,
+}
+
+impl std::fmt::Debug for StateView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("StateView")
+            .field("prefix", &self.prefix)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a client connects, for messages: `host:port` (or the socket's
+/// path) and the database if not 0; never the user name or password.
+fn describe(client: &redis::Client) -> String {
+    let info = client.get_connection_info();
+    match info.redis_settings().db() {
+        0 => info.addr().to_string(),
+        db => format!("{} db {db}", info.addr()),
+    }
+}
+
+impl StateView {
+    /// Connects and reads `P:meta`, `P:owner` and whether the outbox
+    /// exists. An error if there is no `P:meta` (no state under `prefix`).
+    /// Errors never show the URL.
+    pub fn open(url: &str, prefix: &str) -> anyhow::Result<StateView> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+        let place = describe(&client);
+        let mut conn = connect(&client)
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {place}: {e}"))?;
+        let meta = format!("{prefix}:meta");
+        let fields: std::collections::HashMap<String, String> = conn
+            .hgetall(&meta)
+            .map_err(|e| anyhow::anyhow!("{place}: {meta}: {e}"))?;
+        if fields.is_empty() {
+            anyhow::bail!(
+                "redis {place}: no redcloud state under prefix \"{prefix}\" ({meta} does not exist)"
+            );
+        }
+        let owner_key = format!("{prefix}:owner");
+        let (token, ttl): (Option<String>, i64) = redis::pipe()
+            .get(&owner_key)
+            .pttl(&owner_key)
+            .query(&mut conn)
+            .map_err(|e| anyhow::anyhow!("{place}: {owner_key}: {e}"))?;
+        let outbox: i64 = redis::cmd("EXISTS")
+            .arg(format!("{prefix}:outbox:log"))
+            .arg(format!("{prefix}:outbox:snaps"))
+            .query(&mut conn)
+            .map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        Ok(StateView {
+            format: fields.get("format").cloned(),
+            shards: fields.get("shards").cloned(),
+            owner: token.map(|t| (t, ttl)),
+            has_outbox: outbox > 0,
+            client,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// Where the state is: `host:port` (database if not 0), never the
+    /// password.
+    pub fn place(&self) -> String {
+        describe(&self.client)
+    }
+
+    /// The partitions: `shard-0` … `shard-<shards - 1>` (their keys may
+    /// not exist yet), then `outbox` if it exists.
+    pub fn parts(&self, shards: usize) -> Vec<(String, RedisPart)> {
+        let mut v: Vec<String> = (0..shards).map(|n| format!("shard-{n}")).collect();
+        if self.has_outbox {
+            v.push("outbox".into());
+        }
+        v.into_iter()
+            .map(|p| {
+                let part = RedisPart::new(self.client.clone(), &self.prefix, &p);
+                (p, part)
+            })
+            .collect()
     }
 }
 

@@ -136,7 +136,18 @@ pub fn scan_segment(bytes: &[u8], first_seq: u64) -> SegmentScan {
         });
         return scan;
     }
-    let mut off = SEGMENT_MAGIC.len();
+    scan_frames(bytes, SEGMENT_MAGIC.len(), first_seq)
+}
+
+/// Reads framed records without a segment's magic (an entry of a log kept
+/// in Redis, [`super::redis_store`]); `first_seq` is the sequence the first
+/// record must have. Offsets are from the start of `bytes`.
+pub fn scan_records(bytes: &[u8], first_seq: u64) -> SegmentScan {
+    scan_frames(bytes, 0, first_seq)
+}
+
+fn scan_frames(bytes: &[u8], mut off: usize, first_seq: u64) -> SegmentScan {
+    let mut scan = SegmentScan::default();
     let mut expect = first_seq;
     scan.good_end = off as u64;
     while off < bytes.len() {
