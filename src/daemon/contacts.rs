@@ -130,16 +130,18 @@ impl ContactDirectory {
         }
     }
 
-    /// Records every leader `engine`'s org tree names and copies the
-    /// contacts of those it owns (a shard after its recovery).
-    pub fn mirror_all(&self, engine: &Engine) {
+    /// Copies the contacts of the leaders `engine` owns and, with
+    /// `record_leaders`, records every leader its org tree names (a shard
+    /// after its recovery; every shard holds the whole tree, so one of them
+    /// records the leaders).
+    pub fn mirror_all(&self, engine: &Engine, record_leaders: bool) {
         let dir = engine.directory();
         for org in &dir.orgs {
             if org.leader == redcloud_engine::directory::NONE {
                 continue;
             }
             let id = dir.member_ids.get(org.leader);
-            if !self.leaders.contains(id) {
+            if record_leaders && !self.leaders.contains(id) {
                 self.leaders.insert(id.into());
             }
             if let Some(a) = dir.member_contacts(org.leader).and_then(addresses) {
@@ -274,7 +276,7 @@ mod tests {
             }
         }
         let all = ContactDirectory::new();
-        all.mirror_all(&e);
+        all.mirror_all(&e, true);
         assert_eq!(all.members(), 2, "the leaders with contacts: a and b");
         assert_eq!(live.members(), 2);
         for m in ["a", "b", "c", "z"] {

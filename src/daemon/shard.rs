@@ -271,7 +271,10 @@ fn recover(
         .store
         .snapshot_seqs()
         .map_err(|e| format!("{}: {e}", d.store))?;
+    let mut read_ms = 0.0;
+    let mut restore_ms = 0.0;
     for seq in snaps {
+        let t = Instant::now();
         let bytes = match d.store.read_snapshot(seq) {
             Ok(b) => b,
             Err(e) => {
@@ -280,7 +283,11 @@ fn recover(
                 continue;
             }
         };
-        match Engine::restore(setup.config.clone(), &bytes) {
+        read_ms += t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let r = Engine::restore(setup.config.clone(), &bytes);
+        restore_ms += t.elapsed().as_secs_f64() * 1e3;
+        match r {
             Ok(engine) => {
                 restored = Some((engine, seq, bytes.len()));
                 break;
@@ -293,6 +300,7 @@ fn recover(
         restored.unwrap_or_else(|| (Engine::new(setup.config.clone()), 0, 0));
     let mut undecodable = 0u64;
     let levels = setup.config.levels.clone();
+    let t = Instant::now();
     let (log, rec) = d
         .store
         .open_log(base, d.segment_bytes, |r| match r.kind {
@@ -309,6 +317,7 @@ fn recover(
             _ => {}
         })
         .map_err(|e| e.to_string())?;
+    let log_ms = t.elapsed().as_secs_f64() * 1e3;
     if let Some((path, offset, dropped, reason)) = &rec.truncated {
         warn!(shard = setup.index, file = %path.display(), offset, dropped_bytes = dropped,
             reason = %reason,
@@ -323,10 +332,12 @@ fn recover(
     if let Some(o) = &setup.outbox {
         o.set_horizon(setup.index, d.store.recovery_horizon());
     }
-    // Publish the recovered members' contacts for the other shards.
-    setup.contacts.mirror_all(&engine);
+    // Publish the recovered leaders' contacts for the other shards.
+    let t = Instant::now();
+    setup.contacts.mirror_all(&engine, setup.index == 0);
+    let contacts_ms = t.elapsed().as_secs_f64() * 1e3;
     let summary = format!(
-        "snapshot seq {base} ({size} bytes), {} log records replayed from {} segments, last seq {}, {} notifications re-decided, {:.1} ms",
+        "snapshot seq {base} ({size} bytes), {} log records replayed from {} segments, last seq {}, {} notifications re-decided, {:.1} ms (read {read_ms:.0}, restore {restore_ms:.0}, log {log_ms:.0}, contacts {contacts_ms:.0})",
         rec.replayed,
         rec.segments,
         rec.last_seq,
