@@ -883,7 +883,10 @@ mod tests {
         assert_eq!(v.len(), 50);
         assert_eq!(v.first().map(|r| r.seq), Some(151));
         let read = segs.iter().filter(|s| {
-            let next = segs.iter().find(|n| n.first_seq > s.first_seq).map(|n| n.first_seq);
+            let next = segs
+                .iter()
+                .find(|n| n.first_seq > s.first_seq)
+                .map(|n| n.first_seq);
             next.is_none_or(|n| n > 151)
         });
         assert_eq!(r.segments, read.count());
