@@ -299,3 +299,45 @@ fn torn_log_tail_and_half_written_snapshot_are_recovered_from() -> Result<()> {
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
+
+/// `snapshot_log_records`: a shard whose log grows by that many records
+/// takes a snapshot without waiting for its interval, so a recovery replays
+/// at most about that much; the state survives a `kill -9` after it.
+#[test]
+fn a_shard_snapshots_when_its_log_grows_past_the_record_limit() -> Result<()> {
+    let data = data_dir("records");
+    let d = Daemon::start(Opts {
+        daemon: &format!(
+            "data_dir = \"{}\"\ndurability = \"wal\"\nsnapshot_interval = \"1h\"\nsnapshot_log_records = 40\n",
+            data.display()
+        ),
+        env: vec![("REDCLOUD_FAKE_NOW", NOW.to_string())],
+        ..Opts::default()
+    })?;
+    d.wait_ready(Duration::from_secs(20))?;
+    let (s, body) = post(d.port, &directory())?;
+    ensure!(s == 200, "{body}");
+    // 40 batches of 8 events over the 2 shards: about 160 records each, so
+    // at least 4 snapshots by size in all (the hour-long interval takes
+    // none).
+    for k in 0..40 {
+        let (s, body) = post(d.port, &batch(k))?;
+        ensure!(s == 200, "{body}");
+    }
+    d.wait(
+        Duration::from_secs(20),
+        "three snapshots by log size",
+        || Ok(d.metric("redcloud_snapshots_total")?.unwrap_or(0.0) >= 3.0),
+    )?;
+    let snaps: Vec<String> = std::fs::read_dir(data.join("shard-0"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("snapshot-") && n.ends_with(".bin"))
+        .collect();
+    ensure!(!snaps.is_empty(), "no snapshot file");
+    drop(d); // kill -9
+    let d = start(&data)?;
+    ensure!(stats(&d)? == (200, 40), "{:?}", stats(&d)?);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}

@@ -35,6 +35,7 @@ pub(crate) struct RawDaemon {
     pub data_dir: String,
     pub durability: String,
     pub snapshot_interval: DurationText,
+    pub snapshot_log_records: u64,
     pub snapshot_mode: String,
     pub huge_pages: bool,
     pub state_url: Option<crate::Secret>,
@@ -55,6 +56,7 @@ impl Default for RawDaemon {
             data_dir: "./redcloud-data".into(),
             durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
+            snapshot_log_records: 1_000_000,
             snapshot_mode: "fork".into(),
             huge_pages: true,
             state_url: None,
@@ -130,6 +132,10 @@ pub struct DaemonConfig {
     pub durability: Durability,
     /// How often each shard writes a snapshot (with `durability = "wal"`).
     pub snapshot_interval: Duration,
+    /// A shard also takes a snapshot once this many records were logged
+    /// since its last one (`0`: by time only): bounds the log tail a
+    /// recovery replays at high ingest rates.
+    pub snapshot_log_records: u64,
     /// How a shard takes a snapshot: `true` = in a forked child process (the
     /// shard waits only for the fork; Linux, `durability = "wal"`), `false`
     /// = serialized on the shard's thread, written in the background.
@@ -267,6 +273,7 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
         data_dir: PathBuf::from(raw.data_dir),
         durability,
         snapshot_interval,
+        snapshot_log_records: raw.snapshot_log_records,
         state_url,
         state_prefix,
         shards: raw.shards,

@@ -238,6 +238,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
                 store: st.part(&format!("shard-{index}")),
                 fork: dc.snapshot_fork,
                 snapshot_interval: dc.snapshot_interval,
+                snapshot_log_records: dc.snapshot_log_records,
                 segment_bytes: shard::SEGMENT_BYTES,
             }),
         })

@@ -164,6 +164,9 @@ pub struct Durable {
     pub store: wal::Store,
     /// Time between snapshots.
     pub snapshot_interval: Duration,
+    /// Also a snapshot once this many records were logged since the last
+    /// one (`0`: by time only).
+    pub snapshot_log_records: u64,
     /// Segment size.
     pub segment_bytes: u64,
     /// Snapshot in a forked child (a directory store on Linux) rather than
@@ -250,6 +253,10 @@ struct Shard {
     committer: Option<Committer>,
     /// Notifications decided, waiting for their batch to be on disk.
     held: std::collections::VecDeque<Decided>,
+    /// `snapshot_log_records` (0: off).
+    snap_records: u64,
+    /// The log sequence the last snapshot covers (or recovery ended at).
+    snapped: u64,
 }
 
 /// Loads the newest snapshot that restores and replays the log after it.
@@ -385,7 +392,10 @@ async fn run(
         writing: None,
         committer: None,
         held: std::collections::VecDeque::new(),
+        snap_records: setup.durable.as_ref().map_or(0, |d| d.snapshot_log_records),
+        snapped: 0,
     };
+    shard.snapped = shard.wal.as_ref().map_or(0, Wal::last_seq);
     if let Some(w) = shard.wal.as_mut() {
         let last = w.last_seq();
         if let Some(lw) = w.detach_writer() {
@@ -435,6 +445,7 @@ async fn run(
                 shard.commit();
                 shard.flush().await;
                 shard.publish();
+                shard.check_log_size();
                 if stop {
                     shard.final_snapshot().await;
                     break;
@@ -538,6 +549,20 @@ impl Shard {
         }
     }
 
+    /// Makes a snapshot due once the log has grown by `snapshot_log_records`
+    /// since the last one, so that a recovery never replays more than that
+    /// (about 2 s per million records) whatever the ingest rate.
+    fn check_log_size(&mut self) {
+        if self.snap_records == 0 || self.snapshot_due {
+            return;
+        }
+        if let Some(w) = &self.wal {
+            if w.last_seq().saturating_sub(self.snapped) >= self.snap_records {
+                self.snapshot_due = true;
+            }
+        }
+    }
+
     /// Puts everything logged so far on disk and waits for it (one sync at
     /// most, by the writer thread when there is one).
     fn sync_log(&mut self) {
@@ -588,6 +613,7 @@ impl Shard {
             return true;
         };
         let seq = w.last_seq();
+        self.snapped = seq;
         let store = w.store().clone();
         if !wait && self.fork {
             if let wal::Store::Dir(dir) = &store {
