@@ -47,12 +47,8 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Starts the writer thread of shard `index`; everything up to `last` is
-    /// already on disk. Gives the writer back if the thread cannot start.
-    pub(super) fn start(
-        index: usize,
-        writer: LogWriter,
-        last: u64,
-    ) -> Result<Committer, Box<(LogWriter, std::io::Error)>> {
+    /// already on disk.
+    pub(super) fn start(index: usize, writer: LogWriter, last: u64) -> std::io::Result<Committer> {
         let durable = Arc::new(Durable {
             seq: Mutex::new(last),
             cv: Condvar::new(),
@@ -60,36 +56,14 @@ impl Committer {
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let shared = durable.clone();
-        // The writer moves into the thread only once it has started.
-        let slot = Arc::new(Mutex::new(Some(writer)));
-        let mine = slot.clone();
-        let spawned = std::thread::Builder::new()
+        let join = std::thread::Builder::new()
             .name(format!("redcloud-wal-{index}"))
-            .spawn(move || {
-                let writer = mine.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(w) = writer {
-                    write_loop(index, w, &rx, &shared);
-                }
-            });
-        match spawned {
-            Ok(join) => Ok(Committer {
-                tx: Some(tx),
-                durable,
-                join: Some(join),
-            }),
-            Err(e) => {
-                let w = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-                match w {
-                    Some(w) => Err(Box::new((w, e))),
-                    // Cannot happen: the thread did not start, so it did not
-                    // take the writer.
-                    None => {
-                        error!(shard = index, "the log writer vanished: exiting");
-                        std::process::exit(70);
-                    }
-                }
-            }
-        }
+            .spawn(move || write_loop(index, writer, &rx, &shared))?;
+        Ok(Committer {
+            tx: Some(tx),
+            durable,
+            join: Some(join),
+        })
     }
 
     /// Hands over a batch: its records (`None` when it logged nothing, e.g.
@@ -217,8 +191,7 @@ mod tests {
     fn acks_come_after_their_batch_is_on_disk_and_in_order() {
         let dir = tmp("order");
         let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(0, wal.detach_writer().unwrap(), wal.last_seq())
-            .unwrap_or_else(|_| panic!("cannot start the writer"));
+        let c = Committer::start(0, wal.detach_writer().unwrap(), wal.last_seq()).unwrap();
         // Each ack reads the log back: its own event must be there.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut last = 0;
@@ -276,8 +249,7 @@ mod tests {
     fn many_small_batches_reach_the_disk_whole_and_in_order() {
         let dir = tmp("group");
         let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(1, wal.detach_writer().unwrap(), wal.last_seq())
-            .unwrap_or_else(|_| panic!("cannot start the writer"));
+        let c = Committer::start(1, wal.detach_writer().unwrap(), wal.last_seq()).unwrap();
         for i in 0..2000u32 {
             wal.append(KIND_EVENT, &i.to_le_bytes());
             c.submit(wal.take_batch(), wal.last_seq(), Vec::new());

@@ -401,11 +401,12 @@ async fn run(
         if let Some(lw) = w.detach_writer() {
             match Committer::start(shard.index, lw, last) {
                 Ok(c) => shard.committer = Some(c),
-                Err(failed) => {
-                    let (lw, e) = *failed;
-                    warn!(shard = shard.index, error = %e,
-                        "cannot start the log writer thread; syncing on the shard's thread");
-                    w.attach_writer(lw);
+                Err(e) => {
+                    // As when the log cannot be written: nothing unlogged
+                    // was acknowledged; a restart recovers.
+                    error!(shard = shard.index, error = %e,
+                        "CANNOT START THE LOG WRITER THREAD: exiting");
+                    std::process::exit(70);
                 }
             }
         }

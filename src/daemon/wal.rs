@@ -697,11 +697,6 @@ impl Wal {
         self.writer.take()
     }
 
-    /// Gives the writing end back (its thread could not start).
-    pub fn attach_writer(&mut self, w: LogWriter) {
-        self.writer = Some(w);
-    }
-
     /// The records buffered since the last call: `(first seq, bytes)`, or
     /// `None` when nothing is buffered.
     pub fn take_batch(&mut self) -> Option<(u64, Vec<u8>)> {
