@@ -596,16 +596,6 @@ mod tests {
         (ok, String::from_utf8(out).unwrap())
     }
 
-    fn envelope(id: &str) -> redcloud_engine::notify::Envelope {
-        serde_json::from_value(serde_json::json!({
-            "notification": {"id": id, "at": "2026-03-07T00:00:00+08:00", "policy": "quiz",
-                "kind": "reminder", "step": 1, "subject": "member:a", "recipient": "member:a", "missed": 1},
-            "recipient_name": null, "sms": "13800000000", "push": null, "org": null, "org_name": null,
-            "org_group": null, "subject_name": null, "ticket_title": null, "deadline": null
-        }))
-        .unwrap()
-    }
-
     /// The outbox's own code: three notifications, one delivered, stopped
     /// (which writes its checkpoint).
     fn write_outbox(prefix: &str) {
@@ -630,7 +620,7 @@ mod tests {
             let decided = ["a", "b", "c"].map(|id| Decided {
                 shard: 0,
                 seq: 5,
-                env: envelope(id),
+                env: crate::daemon::outbox::test_envelope(id),
             });
             let fresh = ob.persist(decided.into()).await.unwrap();
             assert_eq!(fresh.len(), 3);
@@ -660,13 +650,7 @@ mod tests {
         // snapshot at 50, which trims the entries wholly below 51.
         let s0 = Store::Redis(part(&p, "shard-0"));
         let (mut w, _) = s0.open_log(0, 0, |_| {}).unwrap();
-        for i in 0..100 {
-            w.append(KIND_EVENT, format!("{{\"n\":{i}}}").as_bytes());
-            if i % 7 == 6 {
-                w.commit().unwrap();
-            }
-        }
-        w.commit().unwrap();
+        crate::daemon::wal::test_events(&mut w, 100, 7);
         drop(w);
         let snap = Engine::new(Arc::new(EngineConfig::contract_default())).snapshot();
         s0.write_snapshot(50, &snap).unwrap();

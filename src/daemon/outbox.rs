@@ -693,19 +693,25 @@ impl Writer {
     }
 }
 
+/// Tests: a reminder to `member:a` with id `id` and a phone number.
+#[cfg(test)]
+pub(crate) fn test_envelope(id: &str) -> Envelope {
+    serde_json::from_value(serde_json::json!({
+        "notification": {"id": id, "at": "2026-03-07T00:00:00+08:00", "policy": "quiz",
+            "kind": "reminder", "step": 1, "subject": "member:a", "recipient": "member:a", "missed": 1},
+        "recipient_name": null, "sms": "13800000000", "push": null, "org": null, "org_name": null,
+        "org_group": null, "subject_name": null, "ticket_title": null, "deadline": null
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
     fn env(id: &str) -> Envelope {
-        serde_json::from_value(serde_json::json!({
-            "notification": {"id": id, "at": "2026-03-07T00:00:00+08:00", "policy": "quiz",
-                "kind": "reminder", "step": 1, "subject": "member:a", "recipient": "member:a", "missed": 1},
-            "recipient_name": null, "sms": "13800000000", "push": null, "org": null, "org_name": null,
-            "org_group": null, "subject_name": null, "ticket_title": null, "deadline": null
-        }))
-        .unwrap()
+        test_envelope(id)
     }
 
     fn tmp(name: &str) -> PathBuf {

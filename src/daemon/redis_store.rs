@@ -891,13 +891,7 @@ mod tests {
         let p = part("rt");
         let (mut w, r) = p.open_log(0, |_| {}).unwrap();
         assert_eq!(r.last_seq, 0);
-        for i in 0..100 {
-            w.append(KIND_EVENT, format!("{{\"n\":{i}}}").as_bytes());
-            if i % 7 == 6 {
-                w.commit().unwrap();
-            }
-        }
-        w.commit().unwrap();
+        crate::daemon::wal::test_events(&mut w, 100, 7);
         drop(w);
         let (v, r) = read(&p, 0);
         assert_eq!(v.len(), 100);

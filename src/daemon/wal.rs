@@ -732,6 +732,19 @@ fn new_segment(dir: &Path, first_seq: u64) -> Result<File, WalError> {
     Ok(f)
 }
 
+/// Tests: appends `n` events `{"n":i}` to `w`, committing every `batch`
+/// and at the end.
+#[cfg(test)]
+pub(crate) fn test_events(w: &mut Wal, n: usize, batch: usize) {
+    for i in 0..n {
+        w.append(KIND_EVENT, format!("{{\"n\":{i}}}").as_bytes());
+        if i % batch == batch - 1 {
+            w.commit().unwrap();
+        }
+    }
+    w.commit().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,13 +768,7 @@ mod tests {
 
     fn write(dir: &Path, n: usize, seg: u64, batch: usize) {
         let (mut w, _) = Wal::open(dir, 0, seg, |_| {}).unwrap();
-        for i in 0..n {
-            w.append(KIND_EVENT, format!("{{\"n\":{i}}}").as_bytes());
-            if i % batch == batch - 1 {
-                w.commit().unwrap();
-            }
-        }
-        w.commit().unwrap();
+        test_events(&mut w, n, batch);
     }
 
     #[test]
