@@ -329,12 +329,13 @@ fn a_shard_snapshots_when_its_log_grows_past_the_record_limit() -> Result<()> {
         "three snapshots by log size",
         || Ok(d.metric("redcloud_snapshots_total")?.unwrap_or(0.0) >= 3.0),
     )?;
-    let snaps: Vec<String> = std::fs::read_dir(data.join("shard-0"))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with("snapshot-") && n.ends_with(".bin"))
-        .collect();
-    ensure!(!snaps.is_empty(), "no snapshot file");
+    // The count moves at the fork; the child writes the file just after.
+    d.wait(Duration::from_secs(20), "a snapshot file", || {
+        Ok(std::fs::read_dir(data.join("shard-0"))?.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("snapshot-") && n.ends_with(".bin")
+        }))
+    })?;
     drop(d); // kill -9
     let d = start(&data)?;
     ensure!(stats(&d)? == (200, 40), "{:?}", stats(&d)?);
