@@ -7,6 +7,11 @@
 //! stream it reconnects with backoff and does it all again. lapin's own
 //! auto-recovery is not used.
 //!
+//! Deliveries move in bursts: whatever the consumer has ready when the source
+//! wakes (up to 256) is taken at once and handed to the pipeline together, and
+//! completions are read the same way, so the source wakes once per burst
+//! rather than once per message.
+//!
 //! Acknowledgements: deliveries complete out of order (several shards apply them),
 //! so a [`tracker::Tracker`] keeps the outstanding delivery tags and the source
 //! sends a cumulative `basic.ack(multiple = true)` for the highest contiguous
@@ -22,10 +27,11 @@
 mod config;
 mod tracker;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -55,6 +61,9 @@ pub const REASON_HEADER: &str = "x-redcloud-reason";
 pub const ROUTING_KEY_HEADER: &str = "x-redcloud-routing-key";
 /// Header carrying the original exchange on a dead-lettered message.
 pub const EXCHANGE_HEADER: &str = "x-redcloud-exchange";
+
+/// The most deliveries (and acknowledgements) handled in one go.
+const BURST: usize = 256;
 
 /// An acknowledgement travelling from an [`Acker`] back to the source.
 #[derive(Debug)]
@@ -317,14 +326,29 @@ impl Supervisor {
         ack_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(self.config.lag_interval);
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut pending: Option<Delivery> = None;
+        // Deliveries taken from the consumer and not yet handed to the
+        // pipeline. Whatever the consumer has ready is taken at once and
+        // handed over together: one wake-up of this task and of the pipeline
+        // per burst rather than per message.
+        let mut pending: VecDeque<Delivery> = VecDeque::new();
+        let mut acks: Vec<AckMsg> = Vec::with_capacity(BURST);
         let tx = self.tx.clone();
         let end = loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break None,
-                Some(msg) = self.ack_rx.recv() => {
-                    if let Err(e) = self.on_ack(&mut s, msg).await {
+                n = self.ack_rx.recv_many(&mut acks, BURST) => {
+                    if n == 0 {
+                        // The sender lives in `self`: never closed.
+                        continue;
+                    }
+                    let mut failed = None;
+                    for msg in acks.drain(..) {
+                        if failed.is_none() {
+                            failed = self.on_ack(&mut s, msg).await.err();
+                        }
+                    }
+                    if let Some(e) = failed {
                         break Some(e);
                     }
                 }
@@ -342,37 +366,56 @@ impl Supervisor {
                     Some(_) => {}
                     None => break Some("connection event stream ended".into()),
                 },
-                permit = tx.reserve(), if pending.is_some() => match permit {
+                permit = tx.reserve(), if !pending.is_empty() => match permit {
                     Ok(permit) => {
-                        if let Some(d) = pending.take() {
+                        let mut sent = 0;
+                        if let Some(d) = pending.pop_front() {
                             permit.send(d);
-                            self.stats.add_received(1);
+                            sent += 1;
                         }
+                        // The rest of the burst, as far as there is room.
+                        while !pending.is_empty() {
+                            let Ok(permit) = tx.try_reserve() else { break };
+                            if let Some(d) = pending.pop_front() {
+                                permit.send(d);
+                                sent += 1;
+                            }
+                        }
+                        self.stats.add_received(sent);
                     }
                     Err(_) => {
                         debug!(source = %self.name, "pipeline closed, stopping");
                         break None;
                     }
                 },
-                next = s.consumer.next(), if pending.is_none() => match next {
-                    Some(Ok(d)) => {
-                        let tag = d.delivery_tag;
-                        let payload = Bytes::from(d.data);
-                        s.tracker.delivered(tag, payload.clone(), d.routing_key, d.exchange);
-                        pending = Some(Delivery {
-                            payload,
-                            source: self.name.clone(),
-                            ack: Acker::from_inner(AckInner::Amqp {
-                                tx: self.ack_tx.clone(),
-                                generation: s.generation,
-                                tag,
-                            }),
-                            decoded: None,
-                        });
+                next = s.consumer.next(), if pending.is_empty() => {
+                    let mut next = next;
+                    let mut failed = None;
+                    loop {
+                        match next {
+                            Some(Ok(d)) => pending.push_back(self.delivery(&mut s, d)),
+                            Some(Err(e)) => {
+                                failed = Some(format!("consumer error: {e}"));
+                                break;
+                            }
+                            None => {
+                                failed = Some("consumer stream ended (cancelled by the broker?)".into());
+                                break;
+                            }
+                        }
+                        if pending.len() >= BURST {
+                            break;
+                        }
+                        // Only what is already there: never wait here.
+                        match s.consumer.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => break,
+                        }
                     }
-                    Some(Err(e)) => break Some(format!("consumer error: {e}")),
-                    None => break Some("consumer stream ended (cancelled by the broker?)".into()),
-                },
+                    if let Some(e) = failed {
+                        break Some(e);
+                    }
+                }
             }
         };
         match end {
@@ -382,12 +425,30 @@ impl Supervisor {
                 End::Lost(reason)
             }
             None => {
-                if let Some(d) = pending.take() {
+                for d in pending.drain(..) {
                     self.release(&mut s, d).await;
                 }
                 self.drain(s).await;
                 End::Shutdown
             }
+        }
+    }
+
+    /// Tracks a message from the broker and wraps it for the pipeline.
+    fn delivery(&self, s: &mut Session, d: lapin::message::Delivery) -> Delivery {
+        let tag = d.delivery_tag;
+        let payload = Bytes::from(d.data);
+        s.tracker
+            .delivered(tag, payload.clone(), d.routing_key, d.exchange);
+        Delivery {
+            payload,
+            source: self.name.clone(),
+            ack: Acker::from_inner(AckInner::Amqp {
+                tx: self.ack_tx.clone(),
+                generation: s.generation,
+                tag,
+            }),
+            decoded: None,
         }
     }
 
