@@ -36,6 +36,8 @@ pub(crate) struct RawDaemon {
     pub durability: String,
     pub snapshot_interval: DurationText,
     pub snapshot_log_records: u64,
+    pub commit_gap: DurationText,
+    pub route_gap: DurationText,
     pub snapshot_mode: String,
     pub huge_pages: bool,
     pub state_url: Option<crate::Secret>,
@@ -57,6 +59,8 @@ impl Default for RawDaemon {
             durability: "wal".into(),
             snapshot_interval: DurationText::new("60s"),
             snapshot_log_records: 1_000_000,
+            commit_gap: DurationText::new("2ms"),
+            route_gap: DurationText::new("1ms"),
             snapshot_mode: "fork".into(),
             huge_pages: true,
             state_url: None,
@@ -120,7 +124,7 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Deliveries waiting between the sources and the router.
     pub pipeline_capacity: usize,
-    /// Messages (batches of up to 256 events) waiting in front of each shard.
+    /// Messages (batches of up to 1024 events) waiting in front of each shard.
     pub shard_capacity: usize,
     /// Notifications waiting for the sink (console or dispatcher).
     pub sink_capacity: usize,
@@ -136,6 +140,14 @@ pub struct DaemonConfig {
     /// since its last one (`0`: by time only): bounds the log tail a
     /// recovery replays at high ingest rates.
     pub snapshot_log_records: u64,
+    /// Under load, the least time between the end of one sync of a shard's
+    /// log and the start of the next: batches that arrive meanwhile share
+    /// the next sync (`"0s"`: each batch is synced as soon as it comes).
+    pub commit_gap: Duration,
+    /// Under load, the least time between two hand-offs of the router to
+    /// the shards: deliveries that arrive meanwhile go in the same batches
+    /// (`"0s"`: hand over whatever is there at once).
+    pub route_gap: Duration,
     /// How a shard takes a snapshot: `true` = in a forked child process (the
     /// shard waits only for the fork; Linux, `durability = "wal"`), `false`
     /// = serialized on the shard's thread, written in the background.
@@ -257,6 +269,20 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
             "must be between 1s and 24h",
         ));
     }
+    let commit_gap = std_duration("daemon.commit_gap", &raw.commit_gap)?;
+    if commit_gap > Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "daemon.commit_gap",
+            "must be between 0 and 100ms (acknowledgements and notifications wait for it)",
+        ));
+    }
+    let route_gap = std_duration("daemon.route_gap", &raw.route_gap)?;
+    if route_gap > Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "daemon.route_gap",
+            "must be between 0 and 100ms (every event waits for it)",
+        ));
+    }
     let snapshot_fork = match raw.snapshot_mode.as_str() {
         "fork" => true,
         "thread" => false,
@@ -274,6 +300,8 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
         durability,
         snapshot_interval,
         snapshot_log_records: raw.snapshot_log_records,
+        commit_gap,
+        route_gap,
         state_url,
         state_prefix,
         shards: raw.shards,
@@ -384,6 +412,17 @@ mod tests {
         assert_eq!(c.daemon.durability, crate::Durability::Wal);
         assert_eq!(c.daemon.snapshot_interval, Duration::from_secs(5));
         assert_eq!(default_config().daemon.durability, crate::Durability::Wal);
+        assert_eq!(default_config().daemon.commit_gap, Duration::from_millis(2));
+        assert_eq!(default_config().daemon.route_gap, Duration::from_millis(1));
+        let c =
+            from_toml_str("[daemon]\ncommit_gap = \"0s\"\nroute_gap = \"3ms\"\n", None).unwrap();
+        assert_eq!(c.daemon.commit_gap, Duration::ZERO);
+        assert_eq!(c.daemon.route_gap, Duration::from_millis(3));
+        assert_eq!(
+            err("[daemon]\ncommit_gap = \"1s\"\n"),
+            "daemon.commit_gap: must be between 0 and 100ms (acknowledgements and notifications wait for it)"
+        );
+        assert!(err("[daemon]\nroute_gap = \"2wd\"\n").starts_with("daemon.route_gap:"));
         let c = from_toml_str(
             "[daemon]\ndata_dir = \"/var/lib/redcloud\"\n[dispatch.routes.quiz]\nreminder = [\"console\"]\n",
             None,

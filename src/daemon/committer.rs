@@ -7,9 +7,11 @@
 //! hands a batch's notifications to the sink only from then on, so nothing
 //! leaves the daemon for an event that a crash could still take back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tracing::error;
 
@@ -28,6 +30,8 @@ struct Job {
 pub(super) struct Durable {
     seq: Mutex<u64>,
     cv: Condvar,
+    /// Syncs done (one per group of batches).
+    syncs: AtomicU64,
     /// Wakes the shard's loop (notifications wait for their batch's sync).
     pub(super) changed: tokio::sync::Notify,
 }
@@ -35,6 +39,11 @@ pub(super) struct Durable {
 impl Durable {
     fn get(&self) -> u64 {
         *self.seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Syncs of the log so far (`redcloud_log_syncs_total`).
+    pub(super) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 }
 
@@ -47,18 +56,28 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Starts the writer thread of shard `index`; everything up to `last` is
-    /// already on disk.
-    pub(super) fn start(index: usize, writer: LogWriter, last: u64) -> std::io::Result<Committer> {
+    /// already on disk. Under load, a sync starts no sooner than `gap` after
+    /// the previous one ended (`[daemon] commit_gap`): the batches that come
+    /// meanwhile share it, so a busy shard syncs at most about once per
+    /// `gap` plus the sync's own time, while a batch after a quiet spell is
+    /// synced at once.
+    pub(super) fn start(
+        index: usize,
+        writer: LogWriter,
+        last: u64,
+        gap: Duration,
+    ) -> std::io::Result<Committer> {
         let durable = Arc::new(Durable {
             seq: Mutex::new(last),
             cv: Condvar::new(),
+            syncs: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let shared = durable.clone();
         let join = std::thread::Builder::new()
             .name(format!("redcloud-wal-{index}"))
-            .spawn(move || write_loop(index, writer, &rx, &shared))?;
+            .spawn(move || write_loop(index, writer, gap, &rx, &shared))?;
         Ok(Committer {
             tx: Some(tx),
             durable,
@@ -94,6 +113,11 @@ impl Committer {
         self.durable.get()
     }
 
+    /// Syncs of the log so far.
+    pub(super) fn syncs(&self) -> u64 {
+        self.durable.syncs()
+    }
+
     /// The shared durability state (for the shard's loop to wait on).
     pub(super) fn shared(&self) -> Arc<Durable> {
         self.durable.clone()
@@ -116,11 +140,24 @@ impl Committer {
     }
 }
 
-fn write_loop(index: usize, mut w: LogWriter, rx: &mpsc::Receiver<Job>, d: &Durable) {
+fn write_loop(
+    index: usize,
+    mut w: LogWriter,
+    gap: Duration,
+    rx: &mpsc::Receiver<Job>,
+    d: &Durable,
+) {
     let mut group = Vec::new();
     let mut bytes = Vec::new();
+    // When the last sync ended: under load the next one waits until `gap`
+    // has passed since, gathering the batches that come meanwhile.
+    let mut synced = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
     while let Ok(job) = rx.recv() {
         group.push(job);
+        let since = synced.elapsed();
+        if since < gap {
+            std::thread::sleep(gap - since);
+        }
         // Whatever arrived meanwhile goes out with the same sync.
         while let Ok(j) = rx.try_recv() {
             group.push(j);
@@ -145,7 +182,9 @@ fn write_loop(index: usize, mut w: LogWriter, rx: &mpsc::Receiver<Job>, d: &Dura
                     "CANNOT WRITE THE WRITE-AHEAD LOG: exiting without acknowledging; unacknowledged events will be redelivered after a restart");
                 std::process::exit(70);
             }
+            d.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        synced = Instant::now();
         for j in group.drain(..) {
             for (done, duplicate) in j.acks {
                 settle(done, duplicate);
@@ -191,7 +230,13 @@ mod tests {
     fn acks_come_after_their_batch_is_on_disk_and_in_order() {
         let dir = tmp("order");
         let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(0, wal.detach_writer().unwrap(), wal.last_seq()).unwrap();
+        let c = Committer::start(
+            0,
+            wal.detach_writer().unwrap(),
+            wal.last_seq(),
+            Duration::ZERO,
+        )
+        .unwrap();
         // Each ack reads the log back: its own event must be there.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut last = 0;
@@ -246,10 +291,63 @@ mod tests {
     }
 
     #[test]
+    fn under_load_batches_share_a_sync_but_a_batch_after_a_quiet_spell_goes_at_once() {
+        let dir = tmp("gap");
+        let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
+        let gap = Duration::from_millis(300);
+        let c = Committer::start(2, wal.detach_writer().unwrap(), wal.last_seq(), gap).unwrap();
+        let submit = |wal: &mut Wal, i: u32| {
+            wal.append(KIND_EVENT, &i.to_le_bytes());
+            c.submit(wal.take_batch(), wal.last_seq(), Vec::new());
+            wal.last_seq()
+        };
+        // Idle: synced at once.
+        let t = Instant::now();
+        let s = submit(&mut wal, 0);
+        c.wait_durable(s);
+        let first = t.elapsed();
+        // Right after a sync: the next one waits out the gap, and the batches
+        // that come meanwhile share it.
+        let t = Instant::now();
+        let mut s = 0;
+        for i in 1..=20 {
+            s = submit(&mut wal, i);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        c.wait_durable(s);
+        let busy = t.elapsed();
+        assert!(busy >= gap - Duration::from_millis(5), "{busy:?}");
+        assert!(
+            c.syncs() <= 3,
+            "20 batches within the gap took {} syncs",
+            c.syncs()
+        );
+        // After a quiet spell longer than the gap: at once again.
+        std::thread::sleep(gap + Duration::from_millis(50));
+        let t = Instant::now();
+        let s = submit(&mut wal, 21);
+        c.wait_durable(s);
+        let after_quiet = t.elapsed();
+        assert!(
+            first < gap && after_quiet < gap,
+            "idle batches waited: {first:?}, {after_quiet:?}"
+        );
+        c.finish();
+        assert_eq!(on_disk(&dir).len(), 22);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn many_small_batches_reach_the_disk_whole_and_in_order() {
         let dir = tmp("group");
         let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(1, wal.detach_writer().unwrap(), wal.last_seq()).unwrap();
+        let c = Committer::start(
+            1,
+            wal.detach_writer().unwrap(),
+            wal.last_seq(),
+            Duration::from_millis(2),
+        )
+        .unwrap();
         for i in 0..2000u32 {
             wal.append(KIND_EVENT, &i.to_le_bytes());
             c.submit(wal.take_batch(), wal.last_seq(), Vec::new());

@@ -159,6 +159,8 @@ pub struct ShardMetrics {
     pub snapshot_stall_max: AtomicU64,
     /// Every hold.
     pub snapshot_hold: Histogram,
+    /// Syncs of the shard's write-ahead log.
+    pub log_syncs: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -176,6 +178,7 @@ impl ShardMetrics {
             snapshot_stall_last: AtomicU64::new(0),
             snapshot_stall_max: AtomicU64::new(0),
             snapshot_hold: Histogram::new(&HOLD_BUCKETS),
+            log_syncs: AtomicU64::new(0),
         }
     }
 
@@ -486,6 +489,17 @@ impl Registry {
 
         head(
             &mut o,
+            "redcloud_log_syncs_total",
+            "counter",
+            "syncs of the shards' write-ahead logs (each covers one or more batches of events: group commit, [daemon] commit_gap), summed over shards",
+        );
+        let _ = writeln!(
+            o,
+            "redcloud_log_syncs_total {}",
+            total(&|s| s.log_syncs.load(Relaxed))
+        );
+        head(
+            &mut o,
             "redcloud_snapshots_total",
             "counter",
             "shard snapshots taken, summed over shards",
@@ -611,7 +625,10 @@ mod tests {
         r.shards[0].snapshot_held(4_000_000);
         r.shards[1].snapshot_held(30_000_000);
         r.shards[0].snapshot_held(2_000_000);
+        r.shards[0].log_syncs.store(5, Relaxed);
+        r.shards[1].log_syncs.store(7, Relaxed);
         let text = r.render(&Depths::default());
+        assert!(text.contains("redcloud_log_syncs_total 12"), "{text}");
         assert!(text.contains("redcloud_snapshots_total 3"), "{text}");
         assert!(text.contains("redcloud_snapshot_stall_seconds{stat=\"max\"} 0.03"));
         assert!(text.contains("redcloud_snapshot_hold_seconds_bucket{le=\"0.0025\"} 1"));

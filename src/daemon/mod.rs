@@ -239,6 +239,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
                 fork: dc.snapshot_fork,
                 snapshot_interval: dc.snapshot_interval,
                 snapshot_log_records: dc.snapshot_log_records,
+                commit_gap: dc.commit_gap,
                 segment_bytes: shard::SEGMENT_BYTES,
             }),
         })
@@ -283,6 +284,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         levels,
         entries.clone(),
         event_time,
+        dc.route_gap,
     ));
 
     // The listener: admin API, health, metrics, ingest.

@@ -7,6 +7,13 @@
 //! shard `xxh3(routing key) % shards`: members by member id, tickets by ticket
 //! id. Sends wait for room in the shard's bounded inbox, so a slow shard slows
 //! the router, which slows the sources (backpressure).
+//!
+//! Batching under load: the router hands each shard one batch per wake-up,
+//! and when the previous hand-off was less than `[daemon] route_gap` ago it
+//! first waits out the rest of the gap, so that what arrives meanwhile goes in
+//! the same batches. A busy daemon then wakes each shard (and syncs its log,
+//! and acknowledges) about once per gap for hundreds of events instead of
+//! every few events; an event after a quiet spell is routed at once.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -69,6 +76,9 @@ impl Default for EventTime {
     }
 }
 
+/// The most deliveries the router takes in one go.
+const MAX_BATCH: usize = 1024;
+
 /// The shard that owns `key` among `shards`.
 pub fn shard_of(key: &str, shards: usize) -> usize {
     (xxh3_64(key.as_bytes()) % shards as u64) as usize
@@ -90,12 +100,26 @@ pub async fn run(
     levels: Arc<[String]>,
     sources: Vec<Arc<SourceEntry>>,
     event_time: Arc<EventTime>,
+    gap: Duration,
 ) {
     let n = shards.len();
     let mut max_at = i64::MIN;
-    let mut batch = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut per_shard: Vec<Vec<RoutedEvent>> = (0..n).map(|_| Vec::new()).collect();
-    'outer: while rx.recv_many(&mut batch, 256).await > 0 {
+    // When the last batches were handed over: under load the next ones wait
+    // until `gap` has passed since, taking what comes meanwhile.
+    let mut handed = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
+    'outer: while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let since = handed.elapsed();
+        if since < gap && batch.len() < MAX_BATCH {
+            tokio::time::sleep(gap - since).await;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+        }
         for d in batch.drain(..) {
             let source = sources
                 .iter()
@@ -157,6 +181,7 @@ pub async fn run(
             }
         }
         event_time.publish(max_at);
+        handed = Instant::now();
     }
     for tx in &shards {
         let _ = tx.send(ShardMsg::Stop).await;
@@ -166,7 +191,63 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use redcloud_connectors::source::Acker;
+
     use super::*;
+
+    fn delivery(i: usize) -> Delivery {
+        let json = format!(
+            r#"{{"id":"e{i}","type":"member.upserted","at":"2026-02-01T08:00:00+08:00","member":"m{i}","org":"unit"}}"#
+        );
+        Delivery {
+            payload: bytes::Bytes::from(json),
+            source: Arc::from("test"),
+            ack: Acker::callback(|_| {}),
+            decoded: None,
+        }
+    }
+
+    /// The events of the next batch the shard gets.
+    async fn next_batch(rx: &mut mpsc::Receiver<ShardMsg>) -> Vec<String> {
+        match rx.recv().await {
+            Some(ShardMsg::Events(v)) => v.iter().map(|e| e.ev.id.to_string()).collect(),
+            _ => panic!("no batch"),
+        }
+    }
+
+    #[tokio::test]
+    async fn under_load_deliveries_wait_for_the_gap_and_go_in_one_batch() {
+        let (tx, rx) = mpsc::channel(64);
+        let (stx, mut srx) = mpsc::channel(64);
+        let levels: Arc<[String]> = vec!["city".to_string(), "county".to_string()].into();
+        let gap = Duration::from_millis(300);
+        let router = tokio::spawn(run(
+            rx,
+            vec![stx],
+            levels,
+            Vec::new(),
+            Arc::new(EventTime::new()),
+            gap,
+        ));
+        // Idle: handed over at once.
+        let t = Instant::now();
+        tx.send(delivery(0)).await.unwrap();
+        assert_eq!(next_batch(&mut srx).await, ["e0"]);
+        assert!(t.elapsed() < gap, "an idle delivery waited");
+        // Right after a hand-off: the router waits out the gap, and what comes
+        // meanwhile goes in the same batch.
+        tx.send(delivery(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 2..=10 {
+            tx.send(delivery(i)).await.unwrap();
+        }
+        let want: Vec<String> = (1..=10).map(|i| format!("e{i}")).collect();
+        assert_eq!(next_batch(&mut srx).await, want);
+        assert!(t.elapsed() >= gap - Duration::from_millis(5));
+        drop(tx);
+        assert!(matches!(srx.recv().await, Some(ShardMsg::Stop)));
+        router.await.unwrap();
+    }
 
     #[test]
     fn keys_spread_and_stay_put() {

@@ -167,6 +167,9 @@ pub struct Durable {
     /// Also a snapshot once this many records were logged since the last
     /// one (`0`: by time only).
     pub snapshot_log_records: u64,
+    /// Least time between two syncs of the log under load
+    /// (`[daemon] commit_gap`).
+    pub commit_gap: Duration,
     /// Segment size.
     pub segment_bytes: u64,
     /// Snapshot in a forked child (a directory store on Linux) rather than
@@ -399,7 +402,11 @@ async fn run(
     if let Some(w) = shard.wal.as_mut() {
         let last = w.last_seq();
         if let Some(lw) = w.detach_writer() {
-            match Committer::start(shard.index, lw, last) {
+            let gap = setup
+                .durable
+                .as_ref()
+                .map_or(Duration::ZERO, |d| d.commit_gap);
+            match Committer::start(shard.index, lw, last, gap) {
                 Ok(c) => shard.committer = Some(c),
                 Err(e) => {
                     // As when the log cannot be written: nothing unlogged
@@ -845,5 +852,8 @@ impl Shard {
         );
         m.pending_timers
             .store(self.engine.pending_timers() as u64, Ordering::Relaxed);
+        if let Some(c) = &self.committer {
+            m.log_syncs.store(c.syncs(), Ordering::Relaxed);
+        }
     }
 }
