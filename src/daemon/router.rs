@@ -12,8 +12,8 @@
 //! and when the previous hand-off was less than `[daemon] route_gap` ago it
 //! first waits out the rest of the gap, so that what arrives meanwhile goes in
 //! the same batches. A busy daemon then wakes each shard (and syncs its log,
-//! and acknowledges) about once per gap for hundreds of events instead of
-//! every few events; an event after a quiet spell is routed at once.
+//! and acknowledges) about once per gap for all the events of that gap
+//! instead of every few events; an event after a quiet spell is routed at once.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
