@@ -206,17 +206,15 @@ mod tests {
     use redcloud_connectors::source::Acker;
 
     use super::*;
-    use crate::daemon::wal::{Wal, KIND_EVENT};
+    use crate::daemon::wal::{test_dir, Wal, KIND_EVENT};
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "redcloud-committer-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A new log in a directory of its own, its writer handed to a started
+    /// committer of shard `index` with `gap`.
+    fn started(name: &str, index: usize, gap: Duration) -> (PathBuf, Wal, Committer) {
+        let dir = test_dir("committer", name);
+        let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
+        let c = Committer::start(index, wal.detach_writer().unwrap(), wal.last_seq(), gap).unwrap();
+        (dir, wal, c)
     }
 
     /// The payloads of the records on disk, in order.
@@ -228,15 +226,7 @@ mod tests {
 
     #[test]
     fn acks_come_after_their_batch_is_on_disk_and_in_order() {
-        let dir = tmp("order");
-        let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(
-            0,
-            wal.detach_writer().unwrap(),
-            wal.last_seq(),
-            Duration::ZERO,
-        )
-        .unwrap();
+        let (dir, mut wal, c) = started("order", 0, Duration::ZERO);
         // Each ack reads the log back: its own event must be there.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut last = 0;
@@ -292,10 +282,8 @@ mod tests {
 
     #[test]
     fn under_load_batches_share_a_sync_but_a_batch_after_a_quiet_spell_goes_at_once() {
-        let dir = tmp("gap");
-        let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
         let gap = Duration::from_millis(300);
-        let c = Committer::start(2, wal.detach_writer().unwrap(), wal.last_seq(), gap).unwrap();
+        let (dir, mut wal, c) = started("gap", 2, gap);
         let submit = |wal: &mut Wal, i: u32| {
             wal.append(KIND_EVENT, &i.to_le_bytes());
             c.submit(wal.take_batch(), wal.last_seq(), Vec::new());
@@ -339,15 +327,7 @@ mod tests {
 
     #[test]
     fn many_small_batches_reach_the_disk_whole_and_in_order() {
-        let dir = tmp("group");
-        let (mut wal, _) = Wal::open(&dir, 0, 1 << 20, |_| {}).unwrap();
-        let c = Committer::start(
-            1,
-            wal.detach_writer().unwrap(),
-            wal.last_seq(),
-            Duration::from_millis(2),
-        )
-        .unwrap();
+        let (dir, mut wal, c) = started("group", 1, Duration::from_millis(2));
         for i in 0..2000u32 {
             wal.append(KIND_EVENT, &i.to_le_bytes());
             c.submit(wal.take_batch(), wal.last_seq(), Vec::new());

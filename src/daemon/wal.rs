@@ -745,19 +745,26 @@ pub(crate) fn test_events(w: &mut Wal, n: usize, batch: usize) {
     w.commit().unwrap();
 }
 
+/// A new empty directory for a test's log: `redcloud-<kind>-<name>-…` under
+/// the temporary directory.
+#[cfg(test)]
+pub(crate) fn test_dir(kind: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "redcloud-{kind}-{name}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "redcloud-wal-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        test_dir("wal", name)
     }
 
     fn read_all(dir: &Path, after: u64) -> Result<(Vec<Record>, Recovered), WalError> {
