@@ -22,7 +22,9 @@
 //! A snapshot is written chunk by chunk and then listed in `snaps`; a crash
 //! in between leaves unlisted chunks, removed at the next start. After a
 //! snapshot the two newest are kept, and the log entries wholly covered by
-//! the older one are trimmed (`XTRIM MINID`).
+//! the older one are trimmed (`XTRIM MINID`). A recovery reads the log from
+//! the entry holding the first record after its snapshot (entry ids are
+//! `<first seq>-0`), not the entries kept for the older snapshot's sake.
 //!
 //! `redcloud state inspect|verify --redis` read these keys through
 //! [`StateView`] and the reading methods of [`RedisPart`] (the log a page of
@@ -198,18 +200,20 @@ impl RedisPart {
         }
     }
 
-    /// Calls `f` with every entry of the log, oldest first (its id and its
-    /// field `r`, `None` if it has none), reading [`PAGE`] entries per
-    /// `XRANGE`. `fail` turns a Redis error into the caller's error; `f`'s
-    /// first error ends the read. Reads only.
+    /// Calls `f` with every entry of the log from entry `from` on (`"-"`:
+    /// from the first), oldest first (its id and its field `r`, `None` if it
+    /// has none), reading [`PAGE`] entries per `XRANGE`. `fail` turns a
+    /// Redis error into the caller's error; `f`'s first error ends the read.
+    /// Reads only.
     fn entries<E>(
         &self,
         conn: &mut Connection,
+        from: &str,
         fail: impl Fn(io::Error) -> E,
         mut f: impl FnMut(&str, Option<Vec<u8>>) -> Result<(), E>,
     ) -> Result<(), E> {
         let stream = self.stream();
-        let mut start = "-".to_string();
+        let mut start = from.to_string();
         loop {
             let v: Value = redis::cmd("XRANGE")
                 .arg(&stream)
@@ -238,7 +242,23 @@ impl RedisPart {
         f: impl FnMut(&str, Option<Vec<u8>>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut conn = connect(&self.client).map_err(|e| fail(io(e)))?;
-        self.entries(&mut conn, fail, f)
+        self.entries(&mut conn, "-", fail, f)
+    }
+
+    /// The id of the entry that holds record `seq`: the newest whose first
+    /// record (its id is `<first seq>-0`) is at most `seq`. `None` if every
+    /// entry starts after it (or the log is empty).
+    fn entry_holding(&self, conn: &mut Connection, seq: u64) -> io::Result<Option<String>> {
+        let v: Value = redis::cmd("XREVRANGE")
+            .arg(self.stream())
+            .arg(seq)
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(conn)
+            .map_err(io)?;
+        let page = parse_range(v).map_err(io::Error::other)?;
+        Ok(page.into_iter().next().map(|e| e.0))
     }
 
     /// The id of the log's first entry now, if any.
@@ -270,8 +290,15 @@ impl RedisPart {
             ..Recovered::default()
         };
         let mut expect: Option<u64> = None;
+        // The entries a snapshot covers are kept for the older snapshot's
+        // sake: read from the one holding the first record after it.
+        let from = self
+            .entry_holding(&mut conn, after.saturating_add(1))
+            .map_err(|e| self.err(e))?
+            .unwrap_or_else(|| "-".to_string());
         self.entries(
             &mut conn,
+            &from,
             |e| self.err(e),
             |id, bytes| {
                 let bytes = bytes
@@ -901,8 +928,14 @@ mod tests {
         let (mut w, _) = p.open_log(100, |_| {}).unwrap();
         assert_eq!(w.append(KIND_EVENT, b"x"), 101);
         w.commit().unwrap();
-        let (v, _) = read(&p, 95);
+        let (v, r) = read(&p, 95);
         assert_eq!(v.len(), 6);
+        assert_eq!(v[0].seq, 96);
+        // Only the entries from the one holding record 96 on were read
+        // (groups of 7: 92..=98, 99..=100, 101).
+        assert_eq!(r.segments, 3, "the entries the snapshot covers are skipped");
+        let (v, r) = read(&p, 0);
+        assert_eq!((v.len(), r.segments), (101, 16));
 
         // Snapshots: big enough for several chunks; two kept; the log before
         // the older one trimmed.
