@@ -225,6 +225,65 @@ async fn delivers_and_acks_out_of_order_until_the_queue_drains() -> Result<()> {
     Ok(())
 }
 
+/// `take_gap`: a message after a quiet spell is taken at once; the ones
+/// that come within the gap after a take wait for it and come together.
+/// With the gap off, the second comes at once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_messages_wait_for_the_take_gap_but_one_after_a_quiet_spell_does_not(
+) -> Result<()> {
+    let (pconn, ch) = publisher().await?;
+    for gap in [Duration::from_millis(600), Duration::ZERO] {
+        let mut cfg = config("gap");
+        cfg.take_gap = gap;
+        let mut src = start(&cfg, "amqp-gap").await?;
+        // Quiet since the connect: the first message is taken at once.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let t = tokio::time::Instant::now();
+        publish(&ch, &cfg, "events.member", &event(0)).await?;
+        let a = src.recv().await?;
+        let first = t.elapsed();
+        // Two more right behind it, within the gap.
+        let t = tokio::time::Instant::now();
+        publish(&ch, &cfg, "events.member", &event(1)).await?;
+        publish(&ch, &cfg, "events.member", &event(2)).await?;
+        let b = src.recv().await?;
+        let second = t.elapsed();
+        let c = src.recv().await?;
+        let third = t.elapsed();
+        assert_eq!(
+            [id_of(&a), id_of(&b), id_of(&c)],
+            ["e0", "e1", "e2"].map(String::from)
+        );
+        assert!(
+            first < Duration::from_millis(400),
+            "{gap:?}: first after {first:?}"
+        );
+        if gap.is_zero() {
+            assert!(
+                second < Duration::from_millis(400),
+                "no gap: second after {second:?}"
+            );
+        } else {
+            assert!(
+                second >= Duration::from_millis(500),
+                "the second waited for the gap: {second:?}"
+            );
+            assert!(
+                third - second < Duration::from_millis(300),
+                "the third came with it: {:?} later",
+                third - second
+            );
+        }
+        for d in [a, b, c] {
+            d.ack.ack();
+        }
+        src.stop().await?;
+        cleanup(&ch, &cfg).await;
+    }
+    let _ = pconn.close(200, "done".into()).await;
+    Ok(())
+}
+
 async fn wait_for_ready(ch: &Channel, queue: &str, want: u32) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

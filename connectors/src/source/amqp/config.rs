@@ -47,6 +47,12 @@ pub struct AmqpConfig {
     /// How often to read the queue depth for the `lag` gauge.
     #[serde(deserialize_with = "de_duration")]
     pub lag_interval: Duration,
+    /// Under load, least time between two takes from the consumer: what
+    /// arrives meanwhile is taken in one go, with one wake-up of the source.
+    /// A message after a quiet spell is taken at once; `0s` takes every
+    /// message as it comes.
+    #[serde(deserialize_with = "de_duration")]
+    pub take_gap: Duration,
 }
 
 impl Default for AmqpConfig {
@@ -66,6 +72,7 @@ impl Default for AmqpConfig {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             lag_interval: Duration::from_secs(5),
+            take_gap: Duration::from_millis(1),
         }
     }
 }
@@ -127,6 +134,9 @@ impl AmqpConfig {
         if self.lag_interval.is_zero() {
             return err("lag_interval", "must be positive");
         }
+        if self.take_gap > Duration::from_secs(1) {
+            return err("take_gap", "must be at most 1s");
+        }
         Ok(())
     }
 }
@@ -153,6 +163,20 @@ mod tests {
             ..AmqpConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "uri");
+        assert_eq!(AmqpConfig::default().take_gap, Duration::from_millis(1));
+        let c = AmqpConfig {
+            take_gap: Duration::from_millis(1500),
+            ..AmqpConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "amqp source: invalid `take_gap`: must be at most 1s"
+        );
+        let c = AmqpConfig {
+            take_gap: Duration::ZERO,
+            ..AmqpConfig::default()
+        };
+        c.validate().unwrap();
     }
 
     #[test]

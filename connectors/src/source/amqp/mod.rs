@@ -333,6 +333,10 @@ impl Supervisor {
         let mut pending: VecDeque<Delivery> = VecDeque::new();
         let mut acks: Vec<AckMsg> = Vec::with_capacity(BURST);
         let tx = self.tx.clone();
+        let gap = self.config.take_gap;
+        let gate = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(gate);
+        let mut open = true;
         let end = loop {
             tokio::select! {
                 biased;
@@ -388,7 +392,8 @@ impl Supervisor {
                         break None;
                     }
                 },
-                next = s.consumer.next(), if pending.is_empty() => {
+                () = &mut gate, if !open => open = true,
+                next = s.consumer.next(), if pending.is_empty() && open => {
                     let mut next = next;
                     let mut failed = None;
                     loop {
@@ -414,6 +419,12 @@ impl Supervisor {
                     }
                     if let Some(e) = failed {
                         break Some(e);
+                    }
+                    // The consumer had no more ready: under load, what comes
+                    // next is taken in one go after `gap`, with one wake-up.
+                    if pending.len() < BURST && !gap.is_zero() {
+                        gate.as_mut().reset(tokio::time::Instant::now() + gap);
+                        open = false;
                     }
                 }
             }
