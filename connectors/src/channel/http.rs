@@ -32,6 +32,23 @@ pub(crate) fn client(
         })
 }
 
+/// The channel's `url`, parsed once when the channel is built (not on every
+/// request). The reason never quotes the URL (a webhook URL can be a
+/// credential).
+pub(crate) fn parse_url(
+    channel: ChannelKind,
+    url: Option<&str>,
+) -> Result<reqwest::Url, super::BuildError> {
+    let url = url.ok_or_else(|| super::BuildError {
+        channel,
+        reason: "`url` is required".into(),
+    })?;
+    reqwest::Url::parse(url).map_err(|e| super::BuildError {
+        channel,
+        reason: format!("`url` is not a valid URL ({e})"),
+    })
+}
+
 /// A provider's answer.
 pub(crate) struct Answer {
     pub status: StatusCode,
@@ -43,7 +60,7 @@ pub(crate) struct Answer {
 pub(crate) async fn post_json(
     client: &reqwest::Client,
     channel: ChannelKind,
-    url: &str,
+    url: impl reqwest::IntoUrl,
     id: &str,
     body: &serde_json::Value,
 ) -> Result<Answer, SendError> {
@@ -127,6 +144,21 @@ pub(crate) fn short(code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_url_is_parsed_once_and_a_bad_one_is_refused_without_quoting_it() {
+        let u = parse_url(ChannelKind::Push, Some("http://127.0.0.1:9/push?x=1")).unwrap();
+        assert_eq!(u.path(), "/push");
+        let e = parse_url(ChannelKind::Push, Some("http://secret-token host/")).unwrap_err();
+        assert!(
+            e.reason.starts_with("`url` is not a valid URL"),
+            "{}",
+            e.reason
+        );
+        assert!(!e.reason.contains("secret"), "{}", e.reason);
+        let e = parse_url(ChannelKind::Sms, None).unwrap_err();
+        assert_eq!(e.reason, "`url` is required");
+    }
 
     /// `https://` goes through rustls: a plain-TCP peer that is not TLS makes
     /// the handshake fail, which is a retriable transport error (no panic, no

@@ -16,16 +16,13 @@ const KIND: ChannelKind = ChannelKind::Push;
 /// The push channel.
 #[derive(Clone)]
 pub struct PushChannel {
-    inner: Arc<(reqwest::Client, String)>,
+    inner: Arc<(reqwest::Client, reqwest::Url)>,
 }
 
 impl PushChannel {
     /// Builds the channel from `[dispatch.channels.push]`.
     pub fn new(cfg: &ChannelConfig) -> Result<Self, BuildError> {
-        let url = cfg.url.clone().ok_or_else(|| BuildError {
-            channel: KIND,
-            reason: "`url` is required".into(),
-        })?;
+        let url = super::http::parse_url(KIND, cfg.url.as_deref())?;
         Ok(PushChannel {
             inner: Arc::new((super::http::client(KIND, cfg.timeout)?, url)),
         })
@@ -51,7 +48,7 @@ impl Channel for PushChannel {
         let inner = self.inner.clone();
         Box::pin(async move {
             let body = PushChannel::body(&msg);
-            let answer = post_json(&inner.0, KIND, &inner.1, &msg.id, &body).await?;
+            let answer = post_json(&inner.0, KIND, inner.1.clone(), &msg.id, &body).await?;
             classify_status(KIND, &answer)?;
             Ok(Delivered::default())
         })

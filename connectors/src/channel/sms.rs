@@ -33,7 +33,7 @@ pub struct SmsChannel {
 
 struct Inner {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     sign_name: String,
     template_code: String,
 }
@@ -41,10 +41,7 @@ struct Inner {
 impl SmsChannel {
     /// Builds the channel from `[dispatch.channels.sms]`.
     pub fn new(cfg: &ChannelConfig) -> Result<Self, BuildError> {
-        let url = cfg.url.clone().ok_or_else(|| BuildError {
-            channel: KIND,
-            reason: "`url` is required".into(),
-        })?;
+        let url = super::http::parse_url(KIND, cfg.url.as_deref())?;
         Ok(SmsChannel {
             inner: Arc::new(Inner {
                 client: super::http::client(KIND, cfg.timeout)?,
@@ -125,8 +122,14 @@ impl Channel for SmsChannel {
         let this = self.clone();
         Box::pin(async move {
             let body = this.body(&msg);
-            let answer =
-                post_json(&this.inner.client, KIND, &this.inner.url, &msg.id, &body).await?;
+            let answer = post_json(
+                &this.inner.client,
+                KIND,
+                this.inner.url.clone(),
+                &msg.id,
+                &body,
+            )
+            .await?;
             let parsed: Option<AliyunAnswer> = serde_json::from_slice(&answer.body).ok();
             match parsed.and_then(|a| a.code) {
                 // A 5xx with a code is still an outage; otherwise the code decides.

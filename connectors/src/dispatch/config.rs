@@ -457,6 +457,15 @@ fn validate_channel(name: &str, raw: RawChannel) -> Result<ChannelConfig, Config
                 format!("must start with {want}"),
             ));
         }
+        if kind != Amqp {
+            // Caught here, not as a failed send retried until it is dead.
+            if let Err(e) = reqwest::Url::parse(&url.replace("{key}", "key")) {
+                return Err(ConfigError::new(
+                    format!("{path}.url"),
+                    format!("is not a valid URL ({e})"),
+                ));
+            }
+        }
         c.url = Some(url);
     } else if kind != Console {
         return Err(ConfigError::new(
@@ -806,6 +815,14 @@ mod tests {
             e.to_string(),
             "dispatch.channels.sms.per_recipient[1].limit: must be at least 1"
         );
+        let e = parse("[channels.push]\nurl = \"http://exa mple.com/push\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dispatch.channels.push.url: is not a valid URL (invalid international domain name)"
+        );
+        let e = parse("[channels.group]\nurl = \"https://[::1/robot?key={key}\"\n").unwrap_err();
+        assert_eq!(e.path, "dispatch.channels.group.url");
+        assert!(!e.to_string().contains("::1"), "the URL is not quoted: {e}");
         let e = parse("[channels.sms]\nurl = \"http://x/\"\nbogus = 1\n").unwrap_err();
         assert!(e.path.starts_with("dispatch.channels"), "{e}");
         assert!(e.reason.contains("bogus"), "{e}");
