@@ -519,20 +519,11 @@ impl RedisPart {
     fn trim(&self, conn: &mut Connection, seq: u64) -> io::Result<()> {
         // The entry holding `seq + 1` (the newest starting at or before it)
         // stays; every entry before it holds only records up to `seq`.
-        let v: Value = redis::cmd("XREVRANGE")
-            .arg(self.stream())
-            .arg(format!("{}-0", seq + 1))
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query(conn)
-            .map_err(io)?;
-        let page = parse_range(v).map_err(io::Error::other)?;
-        if let Some((id, _)) = page.first() {
+        if let Some(id) = self.entry_holding(conn, seq + 1)? {
             let _: i64 = redis::cmd("XTRIM")
                 .arg(self.stream())
                 .arg("MINID")
-                .arg(id)
+                .arg(&id)
                 .query(conn)
                 .map_err(io)?;
         }
