@@ -455,29 +455,23 @@ impl Registry {
                 }
             }
         }
-        let total =
-            |f: &dyn Fn(&ShardMetrics) -> u64| -> u64 { self.shards.iter().map(|s| f(s)).sum() };
-        head(
+        // A counter summed over the shards.
+        let summed = |o: &mut String, name: &str, help: &str, f: &dyn Fn(&ShardMetrics) -> u64| {
+            head(o, name, "counter", help);
+            let total: u64 = self.shards.iter().map(|s| f(s)).sum();
+            let _ = writeln!(o, "{name} {total}");
+        };
+        summed(
             &mut o,
             "redcloud_unresolved_recipients_total",
-            "counter",
             "notification roles that resolved to nobody (contract 2.5)",
+            &|s| s.unresolved.load(Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "redcloud_unresolved_recipients_total {}",
-            total(&|s| s.unresolved.load(Relaxed))
-        );
-        head(
+        summed(
             &mut o,
             "redcloud_day_closes_total",
-            "counter",
             "working days closed, per policy and shard, summed",
-        );
-        let _ = writeln!(
-            o,
-            "redcloud_day_closes_total {}",
-            total(&|s| s.day_closes.load(Relaxed))
+            &|s| s.day_closes.load(Relaxed),
         );
 
         self.histogram(
@@ -487,27 +481,17 @@ impl Registry {
             |s| &s.latency,
         );
 
-        head(
+        summed(
             &mut o,
             "redcloud_log_syncs_total",
-            "counter",
             "syncs of the shards' write-ahead logs (each covers one or more batches of events: group commit, [daemon] commit_gap), summed over shards",
+            &|s| s.log_syncs.load(Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "redcloud_log_syncs_total {}",
-            total(&|s| s.log_syncs.load(Relaxed))
-        );
-        head(
+        summed(
             &mut o,
             "redcloud_snapshots_total",
-            "counter",
             "shard snapshots taken, summed over shards",
-        );
-        let _ = writeln!(
-            o,
-            "redcloud_snapshots_total {}",
-            total(&|s| s.snapshots.load(Relaxed))
+            &|s| s.snapshots.load(Relaxed),
         );
         head(
             &mut o,
