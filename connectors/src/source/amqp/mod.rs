@@ -352,12 +352,16 @@ impl Supervisor {
                             failed = self.on_ack(&mut s, msg).await.err();
                         }
                     }
+                    // One cumulative ack for the whole burst of completions.
+                    if failed.is_none() && s.tracker.unsent() >= self.config.ack_batch as u64 {
+                        failed = flush(&mut s).err();
+                    }
                     if let Some(e) = failed {
                         break Some(e);
                     }
                 }
                 _ = ack_tick.tick() => {
-                    if let Err(e) = flush(&mut s).await {
+                    if let Err(e) = flush(&mut s) {
                         break Some(e);
                     }
                 }
@@ -463,8 +467,8 @@ impl Supervisor {
         }
     }
 
-    /// Handles one completion: dead-letters a rejected message, marks the tag
-    /// complete and sends a cumulative ack when a batch is full.
+    /// Handles one completion: dead-letters a rejected message and marks the
+    /// tag complete (the caller sends the cumulative ack once per burst).
     async fn on_ack(&self, s: &mut Session, msg: AckMsg) -> Result<(), String> {
         if msg.generation != s.generation {
             self.stats.add_stale_ack();
@@ -511,9 +515,6 @@ impl Supervisor {
         if s.tracker.complete(msg.tag) {
             self.stats.count(&msg.outcome);
         }
-        if s.tracker.unsent() >= self.config.ack_batch as u64 {
-            flush(s).await?;
-        }
         Ok(())
     }
 
@@ -551,7 +552,7 @@ impl Supervisor {
                 return;
             }
         }
-        if let Err(e) = flush(&mut s).await {
+        if let Err(e) = flush_written(&mut s).await {
             warn!(source = %self.name, error = %e, "final ack failed");
         }
         let left = s.tracker.in_flight();
@@ -581,8 +582,26 @@ impl Supervisor {
     }
 }
 
-/// Sends the cumulative ack for the completed prefix, if it grew.
-async fn flush(s: &mut Session) -> Result<(), String> {
+/// Sends the cumulative ack for the completed prefix, if it grew, without
+/// waiting for lapin's I/O thread to write it: the frame is queued in order
+/// on the channel, and a connection that fails before writing it shows up on
+/// the connection's events (the broker then redelivers, and applying again
+/// is harmless). Waiting would put the source to sleep and wake it again for
+/// every ack.
+fn flush(s: &mut Session) -> Result<(), String> {
+    if let Some(upto) = s.tracker.take_ackable() {
+        let ack = s
+            .channel
+            .basic_ack(upto, lapin::options::BasicAckOptions { multiple: true });
+        if let Some(Err(e)) = ack.now_or_never() {
+            return Err(format!("ack failed: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The same, waiting until the ack is written (at shutdown, before closing).
+async fn flush_written(s: &mut Session) -> Result<(), String> {
     if let Some(upto) = s.tracker.take_ackable() {
         s.channel
             .basic_ack(upto, lapin::options::BasicAckOptions { multiple: true })
