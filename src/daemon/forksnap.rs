@@ -2,8 +2,8 @@
 //! Linux with `durability = "wal"`): the shard's thread only waits for the
 //! fork (a copy of the page tables); the child serializes its copy-on-write
 //! image of the engine and writes the file. This is the one module of the
-//! daemon that uses `unsafe`: `fork`, `prctl`, `getppid`, `waitpid`, `kill`
-//! and `_exit`, each with its reason.
+//! daemon that uses `unsafe`: `fork`, `prctl`, `getppid`, `waitpid`, `kill`,
+//! `_exit`, `madvise` and `getrusage`, each with its reason.
 //!
 //! The child of a multithreaded process has only the forking thread, so it
 //! must not take a lock another thread may have held at the fork: it does not
@@ -102,6 +102,7 @@ pub fn snapshot(
 ) -> Option<std::thread::JoinHandle<()>> {
     let parent = std::process::id();
     let start = Instant::now();
+    let before = ThreadUsage::now();
     // SAFETY: the child only serializes the engine (plain memory reads and
     // allocations: glibc's malloc is usable in the child of a multithreaded
     // fork), writes one file and calls `_exit`; it takes no lock another
@@ -134,6 +135,9 @@ pub fn snapshot(
         return None;
     }
     let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    // Where the hold went: on the CPU, waiting (voluntary switches), or
+    // preempted (involuntary ones).
+    let used = ThreadUsage::now().since(&before);
     CHILDREN.fetch_add(1, Ordering::SeqCst);
     metrics.snapshot_held(stall);
     let dir = dir.to_path_buf();
@@ -158,6 +162,9 @@ pub fn snapshot(
                     shard = index,
                     seq,
                     fork_ms = stall as f64 * 1e-6,
+                    fork_cpu_ms = used.cpu_us as f64 * 1e-3,
+                    fork_waits = used.voluntary,
+                    fork_preempted = used.involuntary,
                     total_ms = start.elapsed().as_secs_f64() * 1e3,
                     "snapshot written (forked)"
                 );
@@ -176,6 +183,41 @@ pub fn snapshot(
             reap(pid, CHILD_LIMIT);
             CHILDREN.fetch_sub(1, Ordering::SeqCst);
             None
+        }
+    }
+}
+
+/// The calling thread's CPU time and context switches (`getrusage`).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, Default)]
+struct ThreadUsage {
+    cpu_us: i64,
+    voluntary: i64,
+    involuntary: i64,
+}
+
+#[cfg(target_os = "linux")]
+impl ThreadUsage {
+    fn now() -> ThreadUsage {
+        // SAFETY: `getrusage` fills the zeroed struct we pass it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out-pointer; RUSAGE_THREAD is the calling thread.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return ThreadUsage::default();
+        }
+        let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+        ThreadUsage {
+            cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+            voluntary: ru.ru_nvcsw,
+            involuntary: ru.ru_nivcsw,
+        }
+    }
+
+    fn since(&self, before: &ThreadUsage) -> ThreadUsage {
+        ThreadUsage {
+            cpu_us: self.cpu_us - before.cpu_us,
+            voluntary: self.voluntary - before.voluntary,
+            involuntary: self.involuntary - before.involuntary,
         }
     }
 }
@@ -411,6 +453,27 @@ mod tests {
                 (0x55d0c0000000, 0x55d0c0a00000),
                 (0x7f0000200000, 0x7f0004000000),
             ]
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn thread_usage_counts_this_threads_cpu_and_sleeps() {
+        // Spin until the thread's own CPU time shows 20 ms (however busy the
+        // machine is), then sleep: both must show.
+        let before = ThreadUsage::now();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while ThreadUsage::now().since(&before).cpu_us < 20_000 {
+            assert!(t.elapsed() < Duration::from_secs(20), "no CPU time counted");
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let used = ThreadUsage::now().since(&before);
+        assert!(used.cpu_us >= 20_000, "{used:?}");
+        assert!(
+            used.voluntary >= 1,
+            "the sleep is a voluntary switch: {used:?}"
         );
     }
 
