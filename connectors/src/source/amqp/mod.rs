@@ -582,31 +582,34 @@ impl Supervisor {
     }
 }
 
-/// Sends the cumulative ack for the completed prefix, if it grew, without
-/// waiting for lapin's I/O thread to write it: the frame is queued in order
-/// on the channel, and a connection that fails before writing it shows up on
-/// the connection's events (the broker then redelivers, and applying again
-/// is harmless). Waiting would put the source to sleep and wake it again for
-/// every ack.
+/// The cumulative ack for the completed prefix, if it grew. lapin queues the
+/// frame on the channel when the future is first polled.
+fn ack_prefix(
+    s: &mut Session,
+) -> Option<impl std::future::Future<Output = lapin::Result<()>> + '_> {
+    let upto = s.tracker.take_ackable()?;
+    Some(
+        s.channel
+            .basic_ack(upto, lapin::options::BasicAckOptions { multiple: true }),
+    )
+}
+
+/// Sends the cumulative ack without waiting for lapin's I/O thread to write
+/// it: the frame is queued in order on the channel, and a connection that
+/// fails before writing it shows up on the connection's events (the broker
+/// then redelivers, and applying again is harmless). Waiting would put the
+/// source to sleep and wake it again for every ack.
 fn flush(s: &mut Session) -> Result<(), String> {
-    if let Some(upto) = s.tracker.take_ackable() {
-        let ack = s
-            .channel
-            .basic_ack(upto, lapin::options::BasicAckOptions { multiple: true });
-        if let Some(Err(e)) = ack.now_or_never() {
-            return Err(format!("ack failed: {e}"));
-        }
+    match ack_prefix(s).and_then(FutureExt::now_or_never) {
+        Some(Err(e)) => Err(format!("ack failed: {e}")),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The same, waiting until the ack is written (at shutdown, before closing).
 async fn flush_written(s: &mut Session) -> Result<(), String> {
-    if let Some(upto) = s.tracker.take_ackable() {
-        s.channel
-            .basic_ack(upto, lapin::options::BasicAckOptions { multiple: true })
-            .await
-            .map_err(|e| format!("ack failed: {e}"))?;
+    if let Some(ack) = ack_prefix(s) {
+        ack.await.map_err(|e| format!("ack failed: {e}"))?;
     }
     Ok(())
 }
