@@ -10,6 +10,11 @@ mod cli;
 mod daemon;
 
 use std::path::PathBuf;
+
+/// The system allocator, counting large blocks for the huge-page keeper
+/// (`daemon::forksnap`).
+#[global_allocator]
+static ALLOCATOR: daemon::forksnap::Allocator = daemon::forksnap::Allocator;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

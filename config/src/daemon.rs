@@ -40,6 +40,7 @@ pub(crate) struct RawDaemon {
     pub route_gap: DurationText,
     pub snapshot_mode: String,
     pub huge_pages: bool,
+    pub fork_realtime: bool,
     pub state_url: Option<crate::Secret>,
     pub state_prefix: String,
 }
@@ -63,6 +64,7 @@ impl Default for RawDaemon {
             route_gap: DurationText::new("1ms"),
             snapshot_mode: "fork".into(),
             huge_pages: true,
+            fork_realtime: true,
             state_url: None,
             state_prefix: "redcloud".into(),
         }
@@ -156,6 +158,10 @@ pub struct DaemonConfig {
     /// (Linux): a fork for a snapshot then copies 512 times fewer page-table
     /// entries, and random lookups miss the TLB less.
     pub huge_pages: bool,
+    /// Run the fork of a snapshot at real-time priority (Linux, when the
+    /// process may: `CAP_SYS_NICE` or `RLIMIT_RTPRIO`), so that no other
+    /// thread preempts it while the shard waits.
+    pub fork_realtime: bool,
     /// Redis of `durability = "redis"` (a secret: it may hold a password).
     pub state_url: crate::Secret,
     /// Key prefix of `durability = "redis"`.
@@ -296,6 +302,7 @@ pub(crate) fn validate_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigErro
     Ok(DaemonConfig {
         snapshot_fork,
         huge_pages: raw.huge_pages,
+        fork_realtime: raw.fork_realtime,
         data_dir: PathBuf::from(raw.data_dir),
         durability,
         snapshot_interval,

@@ -3,7 +3,8 @@
 //! fork (a copy of the page tables); the child serializes its copy-on-write
 //! image of the engine and writes the file. This is the one module of the
 //! daemon that uses `unsafe`: `fork`, `prctl`, `getppid`, `waitpid`, `kill`,
-//! `_exit`, `madvise` and `getrusage`, each with its reason.
+//! `_exit`, `madvise`, `getrusage`, `clock_gettime` and
+//! `sched_setscheduler`, each with its reason.
 //!
 //! The child of a multithreaded process has only the forking thread, so it
 //! must not take a lock another thread may have held at the fork: it does not
@@ -24,7 +25,12 @@
 //! the huge pages that a copy-on-write split while a child ran (the kernel
 //! splits a huge page on the first write after a fork and never merges it
 //! back soon by itself). A background thread does this once after recovery,
-//! again after each snapshot child has ended, and every 15 s.
+//! again after each snapshot child has ended, soon after large blocks were
+//! allocated (a table that grew moved into fresh memory on 4 KiB pages; the
+//! daemon's global [`Allocator`] counts them), and every 15 s. A shard due
+//! to fork waits for a pass that is due. The fork itself runs at real-time
+//! priority where the process may ([`allow_realtime`]), so that the hold is
+//! the kernel's work alone, not other threads' time slices.
 
 #![allow(unsafe_code)]
 
@@ -101,6 +107,9 @@ pub fn snapshot(
     outbox: Option<Arc<OutboxShared>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let parent = std::process::id();
+    // No other thread of the host preempts the fork while it copies the
+    // page tables (the child starts at normal priority).
+    let boosted = REALTIME.load(Ordering::Relaxed) && set_realtime(true);
     let start = Instant::now();
     let before = ThreadUsage::now();
     // SAFETY: the child only serializes the engine (plain memory reads and
@@ -129,15 +138,21 @@ pub fn snapshot(
         // flushing its stdio buffers.
         unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) }
     }
-    if pid < 0 {
-        warn!(shard = index, error = %std::io::Error::last_os_error(),
-            "cannot fork for a snapshot; serializing on the shard's thread");
-        return None;
-    }
+    let forked = std::io::Error::last_os_error();
     let stall = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     // Where the hold went: on the CPU, waiting (voluntary switches), or
     // preempted (involuntary ones).
     let used = ThreadUsage::now().since(&before);
+    if boosted && !set_realtime(false) {
+        warn!(shard = index, error = %std::io::Error::last_os_error(),
+            "cannot return to normal priority after a fork; forks stay at normal priority");
+        REALTIME.store(false, Ordering::Relaxed);
+    }
+    if pid < 0 {
+        warn!(shard = index, error = %forked,
+            "cannot fork for a snapshot; serializing on the shard's thread");
+        return None;
+    }
     CHILDREN.fetch_add(1, Ordering::SeqCst);
     metrics.snapshot_held(stall);
     let dir = dir.to_path_buf();
@@ -187,7 +202,66 @@ pub fn snapshot(
     }
 }
 
-/// The calling thread's CPU time and context switches (`getrusage`).
+/// Whether forks run at real-time priority (`[daemon] fork_realtime`, and
+/// the process may: see [`allow_realtime`]).
+static REALTIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `SCHED_RESET_ON_FORK` (`linux/sched.h`; not in the `libc` crate): a
+/// child of a thread with this flag starts at normal priority.
+#[cfg(target_os = "linux")]
+const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
+
+/// Puts the calling thread at real-time priority (`SCHED_FIFO` 1, not
+/// inherited by children) or back to normal (`SCHED_OTHER`, its nice value
+/// unchanged); `false` if the kernel refused.
+#[cfg(target_os = "linux")]
+fn set_realtime(on: bool) -> bool {
+    let (policy, priority) = if on {
+        (libc::SCHED_FIFO | SCHED_RESET_ON_FORK, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid pointer.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_realtime(_: bool) -> bool {
+    false
+}
+
+/// Lets forks for snapshots run at real-time priority, so that the other
+/// threads on the host (the daemon's own, a broker's, a load generator's)
+/// do not preempt the fork while the shard waits for it: a fork is a few
+/// milliseconds of the kernel's work, and a preemption in its middle adds
+/// a time slice of someone else's to the hold. Tried once on the calling
+/// thread; `Err` says why not (the process needs `CAP_SYS_NICE` or an
+/// `RLIMIT_RTPRIO` of at least 1), and forks then run at normal priority.
+pub fn allow_realtime() -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Err("real-time scheduling of the fork is for Linux".into());
+    }
+    if !set_realtime(true) {
+        return Err(format!(
+            "the process may not use real-time scheduling ({}; needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least 1)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if !set_realtime(false) {
+        return Err(format!(
+            "cannot return to normal priority ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    REALTIME.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The calling thread's CPU time (its CPU clock) and context switches
+/// (`getrusage`).
 #[cfg(target_os = "linux")]
 #[derive(Clone, Copy, Debug, Default)]
 struct ThreadUsage {
@@ -205,9 +279,17 @@ impl ThreadUsage {
         if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
             return ThreadUsage::default();
         }
-        let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+        // The CPU time from the thread's clock: `getrusage` counts a running
+        // thread's time only up to its last tick or switch, so a few
+        // milliseconds' difference of `ru_utime + ru_stime` can read 0.
+        // SAFETY: `clock_gettime` fills the zeroed struct we pass it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out-pointer; the calling thread's CPU clock.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+            return ThreadUsage::default();
+        }
         ThreadUsage {
-            cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+            cpu_us: ts.tv_sec * 1_000_000 + ts.tv_nsec / 1_000,
             voluntary: ru.ru_nvcsw,
             involuntary: ru.ru_nivcsw,
         }
@@ -244,11 +326,18 @@ fn since_epoch_ms() -> u64 {
 /// Whether a shard should put its forked snapshot off for a moment: another
 /// shard's child is still running (the pages written meanwhile are split
 /// and cannot be collapsed while the child shares them), or the huge-page
-/// pass after one is still due (at most [`PASS_WAIT`]). Forks one after the
-/// other find the memory on huge pages, and so take a few milliseconds.
+/// pass after one is still due (at most [`PASS_WAIT`]), or large blocks
+/// were allocated since the last pass (a table that grew moved into fresh
+/// memory on 4 KiB pages: such a fork copies an entry per 4 KiB of it, tens
+/// of milliseconds per GiB; the pass is asked for, and the fork waits for it
+/// as for the pass after a child). Forks one after the other find the memory
+/// on huge pages, and so take a few milliseconds.
 pub fn busy() -> bool {
     if CHILDREN.load(Ordering::SeqCst) > 0 {
         return true;
+    }
+    if KEEPER.get().is_some() && large_since_pass() >= LARGE_PASS_AFTER {
+        huge_pages_again();
     }
     let due = PASS_DUE.load(Ordering::SeqCst);
     due != 0 && since_epoch_ms().saturating_sub(due) < PASS_WAIT.as_millis() as u64
@@ -256,6 +345,79 @@ pub fn busy() -> bool {
 
 /// Wakes the huge-page keeper, if it runs.
 static KEEPER: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>> = std::sync::OnceLock::new();
+
+/// Bytes of large blocks ([`LARGE_BLOCK`] and up) allocated since the start
+/// (counted by [`Allocator`]), and that count when the keeper's last pass
+/// began.
+static LARGE_ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static LARGE_AT_PASS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Blocks this large are counted: a growing table's new block (glibc maps
+/// blocks this large on their own, in regions the keeper has not marked
+/// yet). Smaller ones are rare enough not to matter.
+const LARGE_BLOCK: usize = 1 << 20;
+
+/// This many bytes in large blocks since the last pass make the keeper
+/// collapse again soon, and a fork wait for it.
+const LARGE_PASS_AFTER: usize = 32 << 20;
+
+/// How often the keeper looks at [`LARGE_ALLOCATED`].
+const PASS_POLL: Duration = Duration::from_millis(250);
+
+/// Whether the keeper, not asked, collapses now: first, every
+/// [`PASS_EVERY`], and once [`LARGE_PASS_AFTER`] bytes of large blocks were
+/// allocated since its last pass.
+fn pass_now(first: bool, since_last: Duration, large: usize) -> bool {
+    first || since_last >= PASS_EVERY || large >= LARGE_PASS_AFTER
+}
+
+fn large_since_pass() -> usize {
+    LARGE_ALLOCATED
+        .load(Ordering::Relaxed)
+        .wrapping_sub(LARGE_AT_PASS.load(Ordering::Relaxed))
+}
+
+/// The daemon's allocator: the system's (glibc's `malloc`), counting the
+/// bytes of large blocks so that the huge-page keeper can collapse a grown
+/// table before the next fork copies it page by page. Only one relaxed
+/// atomic add per block of a MiB or more; nothing else changes.
+pub struct Allocator;
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the counter neither allocates nor locks.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count_large(layout.size());
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count_large(layout.size());
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() {
+            count_large(new_size);
+        }
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[inline]
+fn count_large(size: usize) {
+    if size >= LARGE_BLOCK {
+        LARGE_ALLOCATED.fetch_add(size, Ordering::Relaxed);
+    }
+}
 
 /// Smallest region kept on huge pages: smaller ones are stacks, small
 /// arenas and libraries' data, and gain nothing.
@@ -282,16 +444,26 @@ pub fn keep_huge_pages() -> Result<(), String> {
     }
     let keep = move || {
         let mut first = true;
-        // After every snapshot child, and every 15 s for memory allocated
+        let mut last = Instant::now();
+        // After every snapshot child, soon after large blocks were
+        // allocated, and every 15 s for the rest of the memory allocated
         // since (a pass over memory already on huge pages costs little).
         // Not at allocation time: a fault that must find a huge page may
         // compact memory first, on the thread that touched it (a restore
         // measured 1.5x slower that way).
-        while !matches!(
-            rx.recv_timeout(PASS_EVERY),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
-        ) {
+        loop {
+            match rx.recv_timeout(PASS_POLL) {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if !pass_now(first, last.elapsed(), large_since_pass()) =>
+                {
+                    continue
+                }
+                _ => {}
+            }
             let start = Instant::now();
+            last = start;
+            LARGE_AT_PASS.store(LARGE_ALLOCATED.load(Ordering::Relaxed), Ordering::Relaxed);
             let pass = collapse_pass();
             PASS_DUE.store(0, Ordering::SeqCst);
             match pass {
@@ -475,6 +647,64 @@ mod tests {
             used.voluntary >= 1,
             "the sleep is a voluntary switch: {used:?}"
         );
+    }
+
+    #[test]
+    fn large_blocks_are_counted_for_the_keeper() {
+        // Other tests allocate meanwhile: only lower bounds hold.
+        let before = LARGE_ALLOCATED.load(Ordering::Relaxed);
+        let mut v: Vec<u8> = Vec::with_capacity(4 << 20);
+        v.push(1);
+        assert!(LARGE_ALLOCATED.load(Ordering::Relaxed) - before >= 4 << 20);
+        let before = LARGE_ALLOCATED.load(Ordering::Relaxed);
+        v.reserve_exact(12 << 20);
+        assert!(
+            LARGE_ALLOCATED.load(Ordering::Relaxed) - before >= 12 << 20,
+            "a block grown in place or moved counts its new size"
+        );
+        std::hint::black_box(&v);
+        assert!(!pass_now(false, Duration::from_secs(1), (32 << 20) - 1));
+        assert!(pass_now(false, Duration::from_secs(1), 32 << 20));
+        assert!(pass_now(false, PASS_EVERY, 0));
+        assert!(pass_now(true, Duration::ZERO, 0));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_realtime_fork_starts_its_child_and_returns_its_thread_at_normal_priority() {
+        // SAFETY: queries the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(policy(), libc::SCHED_OTHER);
+        if !set_realtime(true) {
+            // Not permitted on this host: nothing changed, and the daemon's
+            // check says why.
+            assert_eq!(policy(), libc::SCHED_OTHER);
+            let why = allow_realtime().unwrap_err();
+            assert!(why.contains("CAP_SYS_NICE"), "{why}");
+            return;
+        }
+        assert_eq!(policy(), libc::SCHED_FIFO | SCHED_RESET_ON_FORK);
+        // SAFETY: the child only asks for its own policy and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: plain system calls in the child.
+            unsafe {
+                let p = libc::sched_getscheduler(0);
+                libc::_exit(if p == libc::SCHED_OTHER { 0 } else { 1 })
+            }
+        }
+        assert!(set_realtime(false));
+        assert_eq!(policy(), libc::SCHED_OTHER);
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child ran at real-time priority"
+        );
+        assert!(allow_realtime().is_ok());
+        assert_eq!(policy(), libc::SCHED_OTHER);
     }
 
     #[test]

@@ -267,6 +267,11 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             Err(e) => anyhow::bail!("shard {index} cannot recover its state: {e}"),
         }
     }
+    if dc.snapshot_fork && dc.fork_realtime {
+        if let Err(why) = forksnap::allow_realtime() {
+            info!("snapshot forks run at normal priority: {why}");
+        }
+    }
     if dc.huge_pages {
         if let Err(why) = forksnap::keep_huge_pages() {
             info!("huge pages: not used: {why}");
