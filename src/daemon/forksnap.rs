@@ -401,9 +401,10 @@ impl LargeBytes {
     }
 }
 
-/// Blocks this large are counted: a growing table's new block (glibc maps
-/// blocks this large on their own, in regions the keeper has not marked
-/// yet). Smaller ones are rare enough not to matter.
+/// Blocks this large are counted: a growing table's new block, which glibc
+/// maps on its own or puts where a heap grew, in fresh memory either way,
+/// on 4 KiB pages until the keeper's next pass. Smaller ones are rare
+/// enough not to matter.
 const LARGE_BLOCK: usize = 1 << 20;
 
 /// This many bytes allocated in large blocks since the last pass make the
