@@ -10,14 +10,14 @@ mod cli;
 mod daemon;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// The system allocator, counting large blocks for the huge-page keeper
 /// (`daemon::forksnap`).
 #[global_allocator]
 static ALLOCATOR: daemon::forksnap::Allocator = daemon::forksnap::Allocator;
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
 
 /// Red Cloud: stream processor and notification engine.
 #[derive(Parser, Debug)]

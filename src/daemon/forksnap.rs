@@ -349,12 +349,12 @@ pub fn busy() -> bool {
         }
     }
     let due = PASS_DUE.load(Ordering::SeqCst);
-    due != 0 && since_epoch_ms().saturating_sub(due) < PASS_WAIT.as_millis() as u64
+    due != 0 && still_waits(since_epoch_ms(), due)
 }
 
-/// Whether a fork first put off at `from` (milliseconds, as
-/// [`since_epoch_ms`]) still waits at `now` for a pass asked for large
-/// blocks: for at most [`PASS_WAIT`].
+/// Whether a fork still waits at `now` for a pass asked for at `from`, or
+/// first put off at `from` for large blocks (milliseconds, as
+/// [`since_epoch_ms`]): for at most [`PASS_WAIT`].
 fn still_waits(now: u64, from: u64) -> bool {
     now.saturating_sub(from) < PASS_WAIT.as_millis() as u64
 }
