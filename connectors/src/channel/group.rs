@@ -29,7 +29,7 @@ pub const ERRCODE_OVER_LIMIT: i64 = 45009;
 /// The group robot channel.
 #[derive(Clone)]
 pub struct GroupChannel {
-    inner: Arc<(reqwest::Client, String)>,
+    inner: Arc<(super::http::Client, String)>,
 }
 
 impl GroupChannel {
@@ -90,9 +90,16 @@ impl Channel for GroupChannel {
     fn send(&self, msg: Arc<Outgoing>) -> BoxFuture<Result<Delivered, SendError>> {
         let this = self.clone();
         Box::pin(async move {
-            let url = this.webhook(&msg.address);
+            // The address completes the URL: one that makes it invalid is
+            // a wrong address, not an outage (and is not quoted).
+            let url = super::http::parse_uri(&this.webhook(&msg.address)).map_err(|e| {
+                SendError::final_(
+                    KIND,
+                    format!("the robot's webhook is not a valid URL ({e})"),
+                )
+            })?;
             let body = GroupChannel::body(&msg);
-            let answer = post_json(&this.inner.0, KIND, &url, &msg.id, &body).await?;
+            let answer = post_json(&this.inner.0, KIND, url, &msg.id, &body).await?;
             classify_status(KIND, &answer)?;
             let parsed: Option<WecomAnswer> = serde_json::from_slice(&answer.body).ok();
             match parsed.and_then(|a| a.errcode) {
@@ -119,5 +126,44 @@ mod tests {
             })
         ));
         assert!(!classify_errcode(93000).unwrap_err().is_retriable());
+    }
+
+    fn outgoing(address: &str) -> Arc<Outgoing> {
+        Arc::new(Outgoing {
+            id: "n-1".into(),
+            channel: KIND,
+            address: address.into(),
+            title: "t".into(),
+            body: "b".into(),
+            template_code: None,
+            params: Vec::new(),
+            notifications: Arc::from(Vec::new()),
+            attempt: 1,
+        })
+    }
+
+    /// A robot key that cannot go into the webhook URL is a wrong address:
+    /// final at once (not retried as an outage), and the reason quotes
+    /// neither the key nor the URL.
+    #[tokio::test]
+    async fn a_key_that_breaks_the_webhook_url_is_final_and_not_quoted() {
+        let t: toml::Table =
+            toml::from_str("[channels.group]\nurl = \"http://127.0.0.1:9/robot?key={key}\"\n")
+                .unwrap();
+        let cfg = crate::dispatch::config::DispatchConfig::from_toml(&t).unwrap();
+        let ch = GroupChannel::new(cfg.channels[KIND.index()].as_ref().unwrap()).unwrap();
+        match ch.send(outgoing("secret key")).await {
+            Err(SendError::Final { reason, .. }) => {
+                assert!(
+                    reason.starts_with("the robot's webhook is not a valid URL"),
+                    "{reason}"
+                );
+                assert!(
+                    !reason.contains("secret") && !reason.contains("127.0.0.1"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a final error, got {other:?}"),
+        }
     }
 }

@@ -24,7 +24,7 @@ use redcloud_engine::notify::RenderedOwned;
 pub mod amqp;
 pub mod console;
 pub mod group;
-mod http;
+pub(crate) mod http;
 pub mod memory;
 pub mod push;
 pub mod sms;

@@ -16,7 +16,7 @@ const KIND: ChannelKind = ChannelKind::Push;
 /// The push channel.
 #[derive(Clone)]
 pub struct PushChannel {
-    inner: Arc<(reqwest::Client, reqwest::Url)>,
+    inner: Arc<(super::http::Client, http::Uri)>,
 }
 
 impl PushChannel {
@@ -28,15 +28,24 @@ impl PushChannel {
         })
     }
 
-    /// The request body for `msg`.
-    pub fn body(msg: &Outgoing) -> serde_json::Value {
-        serde_json::json!({
-            "token": msg.address,
-            "title": msg.title,
-            "body": msg.body,
-            "id": msg.id,
-        })
+    /// The request body for `msg`, serialized as it is sent.
+    pub fn body(msg: &Outgoing) -> impl serde::Serialize + '_ {
+        PushBody {
+            token: &msg.address,
+            title: &msg.title,
+            body: &msg.body,
+            id: &msg.id,
+        }
     }
+}
+
+/// `{"token","title","body","id"}`, borrowed from the message.
+#[derive(serde::Serialize)]
+struct PushBody<'a> {
+    token: &'a str,
+    title: &'a str,
+    body: &'a str,
+    id: &'a str,
 }
 
 impl Channel for PushChannel {

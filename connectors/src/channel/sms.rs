@@ -32,8 +32,8 @@ pub struct SmsChannel {
 }
 
 struct Inner {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: super::http::Client,
+    url: http::Uri,
     sign_name: String,
     template_code: String,
 }

@@ -459,7 +459,7 @@ fn validate_channel(name: &str, raw: RawChannel) -> Result<ChannelConfig, Config
         }
         if kind != Amqp {
             // Caught here, not as a failed send retried until it is dead.
-            if let Err(e) = reqwest::Url::parse(&url.replace("{key}", "key")) {
+            if let Err(e) = crate::channel::http::parse_uri(&url.replace("{key}", "key")) {
                 return Err(ConfigError::new(
                     format!("{path}.url"),
                     format!("is not a valid URL ({e})"),
@@ -818,7 +818,7 @@ mod tests {
         let e = parse("[channels.push]\nurl = \"http://exa mple.com/push\"\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "dispatch.channels.push.url: is not a valid URL (invalid international domain name)"
+            "dispatch.channels.push.url: is not a valid URL (invalid uri character)"
         );
         let e = parse("[channels.group]\nurl = \"https://[::1/robot?key={key}\"\n").unwrap_err();
         assert_eq!(e.path, "dispatch.channels.group.url");
