@@ -610,6 +610,7 @@ mod tests {
             Duration::from_secs(3600),
             10,
             now,
+            Duration::ZERO,
         )
         .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -226,6 +226,8 @@ pub struct Registry {
     pub calendar_fallback: AtomicU64,
     /// Days until the first uncovered day (-1 = more than 30 days away).
     pub calendar_days_left: AtomicI64,
+    /// The durable outbox, once it is open (`durability` other than `none`).
+    pub outbox: std::sync::OnceLock<Arc<super::outbox::OutboxShared>>,
 }
 
 fn esc(v: &str) -> String {
@@ -487,6 +489,15 @@ impl Registry {
             "syncs of the shards' write-ahead logs (each covers one or more batches of events: group commit, [daemon] commit_gap), summed over shards",
             &|s| s.log_syncs.load(Relaxed),
         );
+        if let Some(ob) = self.outbox.get() {
+            head(
+                &mut o,
+                "redcloud_outbox_syncs_total",
+                "counter",
+                "syncs of the outbox's log (each covers the notifications and delivered marks that came meanwhile: group commit, [daemon] commit_gap)",
+            );
+            let _ = writeln!(o, "redcloud_outbox_syncs_total {}", ob.syncs());
+        }
         summed(
             &mut o,
             "redcloud_snapshots_total",
@@ -585,6 +596,7 @@ mod tests {
             policies: vec!["quiz".into()],
             calendar_fallback: AtomicU64::new(0),
             calendar_days_left: AtomicI64::new(-1),
+            outbox: Default::default(),
         };
         r.shards[0].latency.record(3_000);
         r.shards[0].latency.record(2_000_000_000);
@@ -605,6 +617,7 @@ mod tests {
             policies: vec!["quiz".into()],
             calendar_fallback: AtomicU64::new(0),
             calendar_days_left: AtomicI64::new(-1),
+            outbox: Default::default(),
         };
         r.shards[0].snapshot_held(4_000_000);
         r.shards[1].snapshot_held(30_000_000);
@@ -613,6 +626,13 @@ mod tests {
         r.shards[1].log_syncs.store(7, Relaxed);
         let text = r.render(&Depths::default());
         assert!(text.contains("redcloud_log_syncs_total 12"), "{text}");
+        // The outbox's syncs only where there is an outbox.
+        assert!(!text.contains("redcloud_outbox_syncs_total"), "{text}");
+        r.outbox
+            .set(crate::daemon::outbox::OutboxShared::new(2))
+            .unwrap();
+        let text = r.render(&Depths::default());
+        assert!(text.contains("\nredcloud_outbox_syncs_total 0\n"), "{text}");
         assert!(text.contains("redcloud_snapshots_total 3"), "{text}");
         assert!(text.contains("redcloud_snapshot_stall_seconds{stat=\"max\"} 0.03"));
         assert!(text.contains("redcloud_snapshot_hold_seconds_bucket{le=\"0.0025\"} 1"));

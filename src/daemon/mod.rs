@@ -156,6 +156,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
         policies,
         calendar_fallback: AtomicU64::new(0),
         calendar_days_left: AtomicI64::new(-1),
+        outbox: Default::default(),
     });
 
     // The dispatcher: its wall clock is the daemon's (so the test clock
@@ -188,6 +189,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             let (ob, thread, rec) = {
                 let (st, shared) = (st.clone(), shared.clone());
                 let now_ms = clock.now().0.div_euclid(1000);
+                let commit_gap = dc.commit_gap;
                 tokio::task::spawn_blocking(move || {
                     for i in 0..shards_n {
                         shared.set_horizon(i, st.part(&format!("shard-{i}")).recovery_horizon());
@@ -198,6 +200,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
                         dcfg.history_horizon(),
                         dcfg.dead_letters_kept,
                         now_ms,
+                        commit_gap,
                     )
                 })
                 .await
@@ -206,6 +209,7 @@ async fn daemon(config: Config, clock: Arc<dyn Clock>, fake_clock: bool) -> Resu
             .map_err(|e| anyhow::anyhow!("cannot recover the outbox: {e}"))?;
             info!("{}", rec.summary);
             sink = sink.with_outbox(ob, thread, rec);
+            let _ = registry.outbox.set(shared.clone());
             Some(shared)
         }
         None => None,

@@ -71,6 +71,7 @@ pub struct Decided {
 pub struct OutboxShared {
     durable: Vec<AtomicU64>,
     horizon: Vec<AtomicU64>,
+    syncs: AtomicU64,
 }
 
 impl OutboxShared {
@@ -79,7 +80,13 @@ impl OutboxShared {
         Arc::new(OutboxShared {
             durable: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             horizon: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            syncs: AtomicU64::new(0),
         })
+    }
+
+    /// Syncs (group commits) of the outbox's log so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The highest tag of `shard` whose notifications are on disk here.
@@ -455,13 +462,15 @@ impl OutboxThread {
 impl Outbox {
     /// Opens (or creates) the outbox in `dir`, recovers it, and starts its
     /// thread. `horizon` is the longest per-recipient window; `dead_kept`
-    /// how many dead letters to keep; `now_ms` the wall clock.
+    /// how many dead letters to keep; `now_ms` the wall clock; `gap` the
+    /// least time between two syncs under load (`[daemon] commit_gap`).
     pub fn open(
         store: Store,
         shared: Arc<OutboxShared>,
         horizon: Duration,
         dead_kept: usize,
         now_ms: i64,
+        gap: Duration,
     ) -> Result<(Outbox, OutboxThread, Recovered), String> {
         let start = Instant::now();
         store.remove_unfinished();
@@ -535,6 +544,7 @@ impl Outbox {
             shared,
             horizon,
             since_checkpoint: rec.replayed,
+            gap,
         };
         let join = std::thread::Builder::new()
             .name("redcloud-outbox".into())
@@ -568,6 +578,9 @@ struct Writer {
     shared: Arc<OutboxShared>,
     horizon: Duration,
     since_checkpoint: u64,
+    /// Under load, the least time from the end of one sync to the start of
+    /// the next: what comes meanwhile shares the next one.
+    gap: Duration,
 }
 
 fn unix_ms_now() -> i64 {
@@ -581,8 +594,18 @@ impl Writer {
         let mut msgs = Vec::new();
         let mut tags: HashMap<u32, u64> = HashMap::new();
         let mut replies = Vec::new();
+        let mut synced = Instant::now()
+            .checked_sub(self.gap)
+            .unwrap_or_else(Instant::now);
         while let Some(first) = rx.blocking_recv() {
             msgs.push(first);
+            // Under load, wait out the rest of the gap since the last sync:
+            // the notifications and delivered marks that come meanwhile
+            // share the next one (each sync costs a device flush).
+            let since = synced.elapsed();
+            if since < self.gap {
+                std::thread::sleep(self.gap - since);
+            }
             while msgs.len() < 4096 {
                 match rx.try_recv() {
                     Ok(m) => msgs.push(m),
@@ -646,6 +669,8 @@ impl Writer {
                 }
             }
             self.commit();
+            self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            synced = Instant::now();
             for (shard, seq) in tags.drain() {
                 if let Some(a) = self.shared.durable.get(shard as usize) {
                     a.fetch_max(seq, Ordering::AcqRel);
@@ -739,6 +764,7 @@ mod tests {
             Duration::from_secs(3600),
             10,
             unix_ms_now(),
+            Duration::ZERO,
         )
         .unwrap()
     }
@@ -774,6 +800,44 @@ mod tests {
             unix_ms: unix_ms_now(),
             delivered: ids.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Under load the outbox syncs at most once per gap: what comes while
+    /// it waits shares one sync; nothing is answered before it is on disk.
+    #[tokio::test]
+    async fn notifications_that_come_within_the_gap_share_one_sync() {
+        let dir = tmp("gap");
+        let shared = OutboxShared::new(1);
+        let (ob, th, _) = Outbox::open(
+            Store::Dir(dir.clone()),
+            shared.clone(),
+            Duration::from_secs(3600),
+            10,
+            unix_ms_now(),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        // After a quiet spell: synced at once.
+        ob.persist(vec![decided(0, 1, "first")]).await.unwrap();
+        assert_eq!(shared.syncs(), 1);
+        // Twenty at once, right after: one more sync (two if the first of
+        // them came in just before the writer went to wait), not twenty.
+        let all = futures_util::future::join_all(
+            (0..20u64).map(|i| ob.persist(vec![decided(0, 2 + i, &format!("n{i}"))])),
+        )
+        .await;
+        assert!(all.iter().all(|f| f.as_ref().is_some_and(|v| v.len() == 1)));
+        assert_eq!(shared.durable(0), 21, "every one is on disk when answered");
+        assert!(
+            (2..=3).contains(&shared.syncs()),
+            "{} syncs for 21 notifications",
+            shared.syncs()
+        );
+        close(ob, th).await;
+        let (ob, th, rec) = open(&dir, &shared);
+        assert_eq!(rec.pending.len(), 21, "{}", rec.summary);
+        close(ob, th).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
