@@ -123,7 +123,7 @@ pub async fn run(
         for d in batch.drain(..) {
             let source = sources
                 .iter()
-                .position(|s| s.name == d.source)
+                .position(|s| Arc::ptr_eq(&s.name, &d.source) || s.name == d.source)
                 .unwrap_or(usize::MAX);
             let decoded = match d.decoded {
                 Some(ev) => Ok(*ev),
@@ -174,7 +174,10 @@ pub async fn run(
             if q.is_empty() {
                 continue;
             }
-            let events = std::mem::take(q);
+            // The next batch for this shard starts with room for as many
+            // as this one: no vector grown (and moved) step by step per batch.
+            let room = q.len();
+            let events = std::mem::replace(q, Vec::with_capacity(room));
             if shards[i].send(ShardMsg::Events(events)).await.is_err() {
                 warn!(shard = i, "shard has stopped; routing ends");
                 break 'outer;
