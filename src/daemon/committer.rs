@@ -140,6 +140,38 @@ impl Committer {
     }
 }
 
+/// Group commit's pace under load: the next sync starts no sooner than
+/// `gap` after the last one ended, so what comes meanwhile shares it; the
+/// first sync after a quiet spell is not held back. (The shards' log
+/// writers and the outbox.)
+pub(super) struct SyncGap {
+    gap: Duration,
+    synced: Instant,
+}
+
+impl SyncGap {
+    /// No sync yet: the first is not held back.
+    pub(super) fn new(gap: Duration) -> SyncGap {
+        SyncGap {
+            gap,
+            synced: Instant::now().checked_sub(gap).unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// Sleeps out the rest of the gap since the last sync ended.
+    pub(super) fn wait(&self) {
+        let since = self.synced.elapsed();
+        if since < self.gap {
+            std::thread::sleep(self.gap - since);
+        }
+    }
+
+    /// A sync has just ended.
+    pub(super) fn synced(&mut self) {
+        self.synced = Instant::now();
+    }
+}
+
 fn write_loop(
     index: usize,
     mut w: LogWriter,
@@ -149,15 +181,10 @@ fn write_loop(
 ) {
     let mut group = Vec::new();
     let mut bytes = Vec::new();
-    // When the last sync ended: under load the next one waits until `gap`
-    // has passed since, gathering the batches that come meanwhile.
-    let mut synced = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
+    let mut pace = SyncGap::new(gap);
     while let Ok(job) = rx.recv() {
         group.push(job);
-        let since = synced.elapsed();
-        if since < gap {
-            std::thread::sleep(gap - since);
-        }
+        pace.wait();
         // Whatever arrived meanwhile goes out with the same sync.
         while let Ok(j) = rx.try_recv() {
             group.push(j);
@@ -184,7 +211,7 @@ fn write_loop(
             }
             d.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        synced = Instant::now();
+        pace.synced();
         for j in group.drain(..) {
             for (done, duplicate) in j.acks {
                 settle(done, duplicate);

@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
+use super::committer::SyncGap;
 use super::wal::{Record, Store, Wal, KIND_INTENT, KIND_SETTLED};
 
 /// Records after which the outbox writes a checkpoint.
@@ -594,18 +595,12 @@ impl Writer {
         let mut msgs = Vec::new();
         let mut tags: HashMap<u32, u64> = HashMap::new();
         let mut replies = Vec::new();
-        let mut synced = Instant::now()
-            .checked_sub(self.gap)
-            .unwrap_or_else(Instant::now);
+        let mut pace = SyncGap::new(self.gap);
         while let Some(first) = rx.blocking_recv() {
             msgs.push(first);
-            // Under load, wait out the rest of the gap since the last sync:
-            // the notifications and delivered marks that come meanwhile
-            // share the next one (each sync costs a device flush).
-            let since = synced.elapsed();
-            if since < self.gap {
-                std::thread::sleep(self.gap - since);
-            }
+            // Under load, the notifications and delivered marks that come
+            // within the gap share the next sync (each costs a device flush).
+            pace.wait();
             while msgs.len() < 4096 {
                 match rx.try_recv() {
                     Ok(m) => msgs.push(m),
@@ -670,7 +665,7 @@ impl Writer {
             }
             self.commit();
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-            synced = Instant::now();
+            pace.synced();
             for (shard, seq) in tags.drain() {
                 if let Some(a) = self.shared.durable.get(shard as usize) {
                     a.fetch_max(seq, Ordering::AcqRel);
